@@ -1,0 +1,84 @@
+/// A JSON record of a collection (SPEC section 1).
+public struct Record: Sendable, Equatable {
+    public var id: String
+    public var version: Int64
+    public var createdAt: String
+    public var updatedAt: String
+    public var data: [String: JSONValue]
+
+    public init(id: String, version: Int64, createdAt: String, updatedAt: String, data: [String: JSONValue]) {
+        self.id = id
+        self.version = version
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.data = data
+    }
+
+    public var json: JSONValue {
+        [
+            "id": .string(id), "version": .int(version), "created_at": .string(createdAt),
+            "updated_at": .string(updatedAt), "data": .object(data),
+        ]
+    }
+}
+
+/// What a write does to one record, decided from its current state inside the store's
+/// transaction (so preconditions and merge patches see exactly what they change).
+public enum RecordChange: Sendable {
+    case put([String: JSONValue])
+    case delete
+}
+
+public enum RecordAction: String, Sendable {
+    case created, updated, deleted
+}
+
+/// The outcome of a committed record write.
+public struct RecordWriteResult: Sendable {
+    public var record: Record
+    public var action: RecordAction
+    public var event: ChannelMessage
+
+    public init(record: Record, action: RecordAction, event: ChannelMessage) {
+        self.record = record
+        self.action = action
+        self.event = event
+    }
+
+    /// `{"action": …, "record": …}`; a deleted record is its `id` and last `version`.
+    public static func eventData(action: RecordAction, record: Record) -> JSONValue {
+        let recordJSON: JSONValue = action == .deleted
+            ? ["id": .string(record.id), "version": .int(record.version)]
+            : record.json
+        return ["action": .string(action.rawValue), "record": recordJSON]
+    }
+}
+
+/// A page of records plus the snapshot position of `collection:C` read in the same transaction.
+public struct RecordPage: Sendable {
+    public var items: [Record]
+    public var next: String?
+    public var position: Position
+
+    public init(items: [Record], next: String?, position: Position) {
+        self.items = items
+        self.next = next
+        self.position = position
+    }
+}
+
+/// RFC 7386 JSON Merge Patch.
+public enum MergePatch {
+    public static func apply(_ patch: JSONValue, to target: JSONValue) -> JSONValue {
+        guard case .object(let patchObject) = patch else { return patch }
+        var result = target.objectValue ?? [:]
+        for (key, value) in patchObject {
+            if value == .null {
+                result.removeValue(forKey: key)
+            } else {
+                result[key] = apply(value, to: result[key] ?? .null)
+            }
+        }
+        return .object(result)
+    }
+}

@@ -1,0 +1,57 @@
+import SwitchboardCore
+
+/// Everything `switchboard serve` runs with, after flags, environment and file are merged.
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// `sqlite:PATH`.
+    public var database = "sqlite:./switchboard.sqlite"
+    public var allowedOrigins: [String] = []
+    public var limits = Limits()
+    public var heartbeatSeconds = 25
+    public var namespaces = Namespaces.defaults
+    public var insecure = false
+    public var apiKey: String?
+    public var jwtSecret: String?
+    /// How often expired history is deleted.
+    public var pruneIntervalSeconds = 60
+
+    public init() {}
+
+    /// No key and no secret: loopback only, everything allowed (SPEC section 5).
+    public var developmentMode: Bool { apiKey == nil && jwtSecret == nil }
+
+    /// The SQLite file path of `database`.
+    public func sqlitePath() throws(ConfigurationError) -> String {
+        if database.hasPrefix("sqlite:") {
+            let path = String(database.dropFirst("sqlite:".count))
+            guard !path.isEmpty else { throw ConfigurationError("--database sqlite:PATH needs a path") }
+            return path
+        }
+        if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
+            throw ConfigurationError("PostgreSQL (--database \(database.split(separator: "@").last.map { "…@\($0)" } ?? "postgres://…")) is not supported by this build yet; use sqlite:PATH")
+        }
+        throw ConfigurationError("--database must be sqlite:PATH, not \"\(database)\"")
+    }
+
+    /// Refuses to serve other hosts without auth unless told `--insecure` (SPEC section 5).
+    public func validate() throws(ConfigurationError) {
+        guard (1...65535).contains(port) || port == 0 else { throw ConfigurationError("--port must be 0-65535, not \(port)") }
+        if developmentMode && !insecure && !Self.isLoopback(host) {
+            throw ConfigurationError(
+                "refusing to listen on \(host) in development mode (no SWITCHBOARD_API_KEY or SWITCHBOARD_JWT_SECRET): "
+                    + "set one of them, or pass --insecure to serve without auth"
+            )
+        }
+        _ = try sqlitePath()
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,75 @@
+import Hummingbird
+import SwitchboardCore
+
+/// `/v1/channels…`: publish over REST, read history, list channels (SPEC section 2).
+struct ChannelRoutes<Context: RequestContext> {
+    let broker: Broker
+    let limits: Limits
+
+    func register(on router: Router<Context>) {
+        router.get("v1/channels", use: listChannels)
+        router.post("v1/channels/:channel/messages", use: publish)
+        router.get("v1/channels/:channel/messages", use: history)
+    }
+
+    func publish(_ request: Request, context: Context) async throws -> Response {
+        let channel = try Self.channelName(context)
+        guard !Broker.isReserved(channel: channel) else {
+            throw ProtocolError.forbidden("\"\(channel)\" is reserved: only the server publishes on collection: and sys: channels")
+        }
+        let body = try await request.jsonObjectBody(limit: limits.bodyBytes)
+        guard let data = body["data"] else {
+            throw ProtocolError.badRequest("the body needs \"data\": {\"data\": any JSON}")
+        }
+        for key in body.keys where key != "data" && key != "idempotency_key" {
+            throw ProtocolError.badRequest("unknown field \"\(key)\"; the body is {\"data\": …, \"idempotency_key\"?: string}")
+        }
+        if let key = body["idempotency_key"], key.stringValue == nil {
+            throw ProtocolError.badRequest("\"idempotency_key\" must be a string, not \(key.typeName)")
+        }
+        let message = try await broker.publish(channel: channel, data: data)
+        return .json(
+            ["channel": .string(channel), "epoch": .string(message.epoch), "offset": .int(message.offset)],
+            status: .created
+        )
+    }
+
+    func history(_ request: Request, context: Context) async throws -> Response {
+        let channel = try Self.channelName(context)
+        var since: Position?
+        var limit = 100
+        for (name, value) in request.decodedQuery {
+            switch name {
+            case "since":
+                guard let position = Position(value) else {
+                    throw ProtocolError.badRequest("since must be EPOCH:OFFSET, not \"\(value.prefix(80))\"")
+                }
+                since = position
+            case "limit":
+                guard let n = Int(value), (1...1000).contains(n) else {
+                    throw ProtocolError.badRequest("limit must be a whole number from 1 to 1000, not \"\(value.prefix(20))\"")
+                }
+                limit = n
+            default:
+                continue
+            }
+        }
+        return .json(try await broker.historyJSON(channel: channel, since: since, limit: limit))
+    }
+
+    func listChannels(_ request: Request, context: Context) async throws -> Response {
+        let counts = broker.hub.channelCounts()
+        let channels: [JSONValue] = counts.keys.sorted().map { name in
+            ["channel": .string(name), "subscribers": .int(Int64(counts[name]!))]
+        }
+        return .json(["channels": .array(channels)])
+    }
+
+    static func channelName(_ context: Context) throws -> String {
+        let name = context.parameters.decoded("channel")
+        guard Names.isChannel(name) else {
+            throw ProtocolError.badRequest("bad channel name \"\(name.prefix(80))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
+        }
+        return name
+    }
+}

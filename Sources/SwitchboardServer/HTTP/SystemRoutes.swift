@@ -1,0 +1,38 @@
+import Hummingbird
+import SwitchboardCore
+
+/// Liveness, readiness, the index, and a clear answer for `/v1/ws` without an upgrade.
+struct SystemRoutes<Context: RequestContext> {
+    let broker: Broker
+
+    func register(on router: Router<Context>) {
+        router.get("healthz") { _, _ in Response.json(["status": "ok"]) }
+        router.get("readyz") { _, _ in
+            do {
+                try await broker.store.ping()
+                return Response.json(["status": "ready"])
+            } catch {
+                throw ProtocolError(.unavailable, "the database is not reachable")
+            }
+        }
+        router.get("v1/ws") { _, _ -> Response in
+            throw ProtocolError(.upgradeRequired, "/v1/ws is a WebSocket endpoint: send a WebSocket upgrade request")
+        }
+        router.get("/") { _, _ in
+            Response.json([
+                "name": "switchboard",
+                "version": .string(SwitchboardVersion.current),
+                "links": [
+                    "collections": "/v1/collections/{collection}",
+                    "channels": "/v1/channels",
+                    "websocket": "/v1/ws",
+                    "health": "/healthz",
+                ],
+            ])
+        }
+    }
+}
+
+public enum SwitchboardVersion {
+    public static let current = "0.1.0"
+}

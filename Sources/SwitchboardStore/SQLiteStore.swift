@@ -1,0 +1,291 @@
+import Foundation
+import GRDB
+import SwitchboardCore
+
+/// The embedded store: one SQLite file in WAL mode through a GRDB `DatabasePool`.
+///
+/// SQLite has one writer at a time, so offsets are assigned and `onCommit` runs in commit
+/// order while the writer is still held: the hub sees each channel's messages in order.
+public final class SQLiteStore: Store {
+    private let pool: DatabasePool
+    /// Epoch given to channels created in this database; it changes only with a new file.
+    public let databaseEpoch: String
+
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            // WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last ones.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        configuration.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Self.migrator.migrate(pool)
+        databaseEpoch = try pool.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'epoch'")!
+        }
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE channels (
+                    name TEXT PRIMARY KEY,
+                    epoch TEXT NOT NULL,
+                    last_offset INTEGER NOT NULL
+                );
+                CREATE TABLE messages (
+                    channel TEXT NOT NULL,
+                    pos INTEGER NOT NULL,
+                    data TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER,
+                    PRIMARY KEY (channel, pos)
+                ) WITHOUT ROWID;
+                CREATE INDEX messages_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+                CREATE TABLE records (
+                    collection TEXT NOT NULL,
+                    id TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    data TEXT NOT NULL,
+                    PRIMARY KEY (collection, id)
+                ) WITHOUT ROWID;
+                """)
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('epoch', ?)", arguments: [Epoch.random()])
+        }
+        return migrator
+    }
+
+    // MARK: Channels
+
+    public func publish(
+        channel: String,
+        data: String,
+        history: HistoryPolicy,
+        onCommit: @escaping @Sendable (ChannelMessage) -> Void
+    ) async throws -> ChannelMessage {
+        let epoch = databaseEpoch
+        return try await pool.writeWithoutTransaction { db in
+            var message: ChannelMessage!
+            try db.inTransaction {
+                message = try Self.append(db, channel: channel, data: data, history: history, newEpoch: epoch)
+                return .commit
+            }
+            onCommit(message)
+            return message
+        }
+    }
+
+    /// Assigns the next offset and keeps the message as history; call inside a transaction.
+    private static func append(_ db: Database, channel: String, data: String, history: HistoryPolicy, newEpoch: String) throws -> ChannelMessage {
+        let row = try Row.fetchOne(
+            db,
+            sql: """
+                INSERT INTO channels (name, epoch, last_offset) VALUES (?, ?, 1)
+                ON CONFLICT (name) DO UPDATE SET last_offset = last_offset + 1
+                RETURNING epoch, last_offset
+                """,
+            arguments: [channel, newEpoch]
+        )!
+        let message = ChannelMessage(channel: channel, epoch: row["epoch"], offset: row["last_offset"], data: data)
+        if history.size > 0 {
+            let now = Timestamp.nowMilliseconds()
+            let expires: Int64? = history.ttlSeconds > 0 ? now + Int64(history.ttlSeconds) * 1000 : nil
+            try db.execute(
+                sql: "INSERT INTO messages (channel, pos, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [channel, message.offset, data, now, expires]
+            )
+            let oldestKept = message.offset - Int64(history.size) + 1
+            if oldestKept > 1 {
+                try db.execute(sql: "DELETE FROM messages WHERE channel = ? AND pos < ?", arguments: [channel, oldestKept])
+            }
+        }
+        return message
+    }
+
+    public func position(channel: String) async throws -> Position {
+        let epoch = databaseEpoch
+        return try await pool.read { db in try Self.position(db, channel: channel, defaultEpoch: epoch) }
+    }
+
+    private static func position(_ db: Database, channel: String, defaultEpoch: String) throws -> Position {
+        guard let row = try Row.fetchOne(db, sql: "SELECT epoch, last_offset FROM channels WHERE name = ?", arguments: [channel]) else {
+            return Position(epoch: defaultEpoch, offset: 0)
+        }
+        return Position(epoch: row["epoch"], offset: row["last_offset"])
+    }
+
+    public func history(channel: String, after: Int64?, limit: Int, history: HistoryPolicy) async throws -> HistorySlice {
+        let epoch = databaseEpoch
+        let now = Timestamp.nowMilliseconds()
+        return try await pool.read { db in
+            let position = try Self.position(db, channel: channel, defaultEpoch: epoch)
+            let rows: [Row]
+            if let after {
+                rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT pos, data FROM messages
+                        WHERE channel = ? AND pos > ? AND (expires_at IS NULL OR expires_at > ?)
+                        ORDER BY pos LIMIT ?
+                        """,
+                    arguments: [channel, after, now, limit]
+                )
+            } else {
+                rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT pos, data FROM messages
+                        WHERE channel = ? AND (expires_at IS NULL OR expires_at > ?)
+                        ORDER BY pos DESC LIMIT ?
+                        """,
+                    arguments: [channel, now, limit]
+                ).reversed()
+            }
+            let messages = rows.map {
+                ChannelMessage(channel: channel, epoch: position.epoch, offset: $0["pos"], data: $0["data"])
+            }
+            var complete = true
+            if let after {
+                complete = after <= position.offset && (after == position.offset || messages.first?.offset == after + 1)
+            }
+            return HistorySlice(messages: messages, position: position, complete: complete)
+        }
+    }
+
+    public func pruneExpired(nowMillis: Int64) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?", arguments: [nowMillis])
+            return db.changesCount
+        }
+    }
+
+    public func ping() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: Records
+
+    public func listRecords(collection: String, after: String?, limit: Int, filters: [(field: String, value: String)]) async throws -> RecordPage {
+        let epoch = databaseEpoch
+        var sql = "SELECT id, version, created_at, updated_at, data FROM records WHERE collection = ?"
+        var arguments: StatementArguments = [collection]
+        if let after {
+            sql += " AND id > ?"
+            arguments += [after]
+        }
+        for filter in filters {
+            // Compare the field's value as text: a string as itself, a number or literal as JSON.
+            let path = "$.\"\(filter.field)\""
+            sql += """
+                 AND (CASE json_type(data, ?) WHEN 'text' THEN json_extract(data, ?)
+                 WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'
+                 WHEN 'integer' THEN CAST(json_extract(data, ?) AS TEXT)
+                 WHEN 'real' THEN CAST(json_extract(data, ?) AS TEXT) END) = ?
+                """
+            arguments += [path, path, path, path, filter.value]
+        }
+        sql += " ORDER BY id LIMIT ?"
+        arguments += [limit + 1]
+        let channel = Names.collectionChannel(collection)
+        let (rows, position) = try await pool.read { [sql, arguments] db in
+            (try Row.fetchAll(db, sql: sql, arguments: arguments), try Self.position(db, channel: channel, defaultEpoch: epoch))
+        }
+        var items = try rows.prefix(limit).map(Self.record)
+        let next = rows.count > limit ? items.last?.id : nil
+        if items.count > limit { items.removeLast(items.count - limit) }
+        return RecordPage(items: items, next: next, position: position)
+    }
+
+    public func record(collection: String, id: String) async throws -> SwitchboardCore.Record? {
+        try await pool.read { db in try Self.fetchRecord(db, collection: collection, id: id) }
+    }
+
+    private static func fetchRecord(_ db: Database, collection: String, id: String) throws -> SwitchboardCore.Record? {
+        try Row.fetchOne(
+            db,
+            sql: "SELECT id, version, created_at, updated_at, data FROM records WHERE collection = ? AND id = ?",
+            arguments: [collection, id]
+        ).map(record)
+    }
+
+    private static func record(_ row: Row) throws -> SwitchboardCore.Record {
+        let text: String = row["data"]
+        guard case .object(let data) = try JSONValue.parse(text) else {
+            throw StoreError.corrupt("record data is not an object")
+        }
+        return SwitchboardCore.Record(id: row["id"], version: row["version"], createdAt: row["created_at"], updatedAt: row["updated_at"], data: data)
+    }
+
+    public func writeRecord(
+        collection: String,
+        id: String,
+        history: HistoryPolicy,
+        decide: @escaping @Sendable (SwitchboardCore.Record?) throws -> RecordChange,
+        onCommit: @escaping @Sendable (ChannelMessage) -> Void
+    ) async throws -> RecordWriteResult {
+        let epoch = databaseEpoch
+        return try await pool.writeWithoutTransaction { db in
+            var result: RecordWriteResult!
+            try db.inTransaction {
+                let current = try Self.fetchRecord(db, collection: collection, id: id)
+                let change = try decide(current)
+                let now = Timestamp.format(Date())
+                let record: SwitchboardCore.Record
+                let action: RecordAction
+                switch change {
+                case .put(let data):
+                    let text = JSONValue.object(data).serialized
+                    if let current {
+                        record = SwitchboardCore.Record(id: id, version: current.version + 1, createdAt: current.createdAt, updatedAt: now, data: data)
+                        action = .updated
+                        try db.execute(
+                            sql: "UPDATE records SET version = ?, updated_at = ?, data = ? WHERE collection = ? AND id = ?",
+                            arguments: [record.version, now, text, collection, id]
+                        )
+                    } else {
+                        record = SwitchboardCore.Record(id: id, version: 1, createdAt: now, updatedAt: now, data: data)
+                        action = .created
+                        try db.execute(
+                            sql: "INSERT INTO records (collection, id, version, created_at, updated_at, data) VALUES (?, ?, 1, ?, ?, ?)",
+                            arguments: [collection, id, now, now, text]
+                        )
+                    }
+                case .delete:
+                    guard let current else { throw ProtocolError.notFound("no record \"\(id)\" in collection \"\(collection)\"") }
+                    record = current
+                    action = .deleted
+                    try db.execute(sql: "DELETE FROM records WHERE collection = ? AND id = ?", arguments: [collection, id])
+                }
+                let eventData = RecordWriteResult.eventData(action: action, record: record).serialized
+                let event = try Self.append(
+                    db, channel: Names.collectionChannel(collection), data: eventData, history: history, newEpoch: epoch
+                )
+                result = RecordWriteResult(record: record, action: action, event: event)
+                return .commit
+            }
+            onCommit(result.event)
+            return result
+        }
+    }
+}
+
+public enum StoreError: Error, CustomStringConvertible {
+    case corrupt(String)
+    public var description: String {
+        switch self {
+        case .corrupt(let m): "database content is corrupt: \(m)"
+        }
+    }
+}
+
+/// Epoch strings: random, short, and never containing `:`.
+public enum Epoch {
+    public static func random() -> String {
+        let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
+        return String((0..<8).map { _ in alphabet.randomElement()! })
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import SwitchboardServer
+
+/// `switchboard serve`: flags, then `SWITCHBOARD_<OPTION>` environment variables, then the config file.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server (SQLite at ./switchboard.sqlite by default).")
+
+    @Option(help: "Address to listen on (default 127.0.0.1). Env: SWITCHBOARD_HOST.")
+    var host: String?
+
+    @Option(help: "Port to listen on; 0 picks a free one and logs it (default 8080). Env: SWITCHBOARD_PORT.")
+    var port: Int?
+
+    @Option(help: "sqlite:PATH (default sqlite:./switchboard.sqlite). Env: SWITCHBOARD_DATABASE.")
+    var database: String?
+
+    @Option(help: "Config file, YAML or JSON. Env: SWITCHBOARD_CONFIG.")
+    var config: String?
+
+    @Flag(help: "Allow listening beyond loopback without auth. Env: SWITCHBOARD_INSECURE=1.")
+    var insecure = false
+
+    @Option(help: "text or json (default text). Env: SWITCHBOARD_LOG_FORMAT.")
+    var logFormat: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error (default info). Env: SWITCHBOARD_LOG_LEVEL.")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        func env(_ name: String) -> String? {
+            environment["SWITCHBOARD_\(name)"].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        do {
+            var configuration = ServerConfiguration()
+            if let path = config ?? env("CONFIG") {
+                try ConfigFile.load(path: path, into: &configuration)
+            }
+            // Environment over the file, flags over the environment.
+            if let v = host ?? env("HOST") { configuration.host = v }
+            if let v = try port ?? env("PORT").map({ try Self.int($0, name: "SWITCHBOARD_PORT") }) { configuration.port = v }
+            if let v = database ?? env("DATABASE") { configuration.database = v }
+            if insecure || ["1", "true", "yes"].contains(env("INSECURE")?.lowercased() ?? "") { configuration.insecure = true }
+            configuration.apiKey = env("API_KEY")
+            configuration.jwtSecret = env("JWT_SECRET")
+
+            let logger = try Self.makeLogger(format: logFormat ?? env("LOG_FORMAT") ?? "text", level: logLevel ?? env("LOG_LEVEL") ?? "info")
+            let server = try SwitchboardServer(configuration: configuration, logger: logger)
+            try await server.application().runService()
+        } catch let error as ConfigurationError {
+            Self.fail(error.description)
+        }
+    }
+
+    static func makeLogger(format: String, level: String) throws(ConfigurationError) -> Logger {
+        guard let level = Logger.Level(rawValue: level) else {
+            throw ConfigurationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; not \"\(level)\"")
+        }
+        var logger: Logger
+        switch format {
+        case "text": logger = Logger(label: "switchboard", factory: { StreamLogHandler.standardError(label: $0) })
+        case "json": logger = Logger(label: "switchboard", factory: { JSONLogHandler(label: $0) })
+        default: throw ConfigurationError("--log-format must be text or json, not \"\(format)\"")
+        }
+        logger.logLevel = level
+        return logger
+    }
+
+    static func int(_ text: String, name: String) throws(ConfigurationError) -> Int {
+        guard let n = Int(text) else { throw ConfigurationError("\(name) must be a number, not \"\(text)\"") }
+        return n
+    }
+
+    /// One line naming the problem, and a non-zero exit.
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("switchboard: error: \(message)\n".utf8))
+        Foundation.exit(2)
+    }
+}
