@@ -22,7 +22,7 @@ final class WSClient: Sendable {
     private let task: Task<UInt16?, Never>
     private let ids = Counter()
 
-    private init(url: String, headers: [String: String]) {
+    init(url: String, headers: [String: String]) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
         outgoing = continuation
         let inbox = self.inbox
