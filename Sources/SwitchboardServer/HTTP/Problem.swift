@@ -11,7 +11,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as ProtocolError {
             return Problem.response(error, path: request.uri.path)
         } catch let error as HTTPError {
-            return Problem.response(Problem.protocolError(from: error), path: request.uri.path, headers: error.headers)
+            var problem = Problem.protocolError(from: error)
+            if error.status == .notFound && error.body == nil {
+                problem.message = "no such resource: \(request.method) \(request.uri.path)"
+            }
+            return Problem.response(problem, path: request.uri.path, headers: error.headers)
         } catch {
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             return Problem.response(ProtocolError(.internalError, "the server failed to answer this request"), path: request.uri.path)

@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+import SwitchboardCore
+
+/// The `switchboard` executable, run as a user runs it.
+@Suite("Command line")
+struct CLITests {
+    static var binary: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("switchboard").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/switchboard"
+    }
+
+    struct Result {
+        var status: Int32
+        var stderr: String
+    }
+
+    func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(20)) async throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return Result(status: process.terminationStatus, stderr: text)
+    }
+
+    @Test("wrong options and unreadable config files exit non-zero with a one-line error")
+    func badOptions() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build it first: swift build")
+        let missing = try await run(["serve", "--config", "/nonexistent/config.yaml"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("cannot read config file /nonexistent/config.yaml"))
+        #expect(missing.stderr.split(separator: "\n").count == 1)
+
+        let public_ = try await run(["serve", "--host", "0.0.0.0", "--port", "0"])
+        #expect(public_.status != 0)
+        #expect(public_.stderr.contains("--insecure"))
+
+        let badDatabase = try await run(["serve", "--database", "mysql://x"])
+        #expect(badDatabase.status != 0)
+        #expect(badDatabase.stderr.contains("--database"))
+
+        let envPort = try await run(["serve"], environment: ["SWITCHBOARD_PORT": "eighty"])
+        #expect(envPort.status != 0)
+        #expect(envPort.stderr.contains("SWITCHBOARD_PORT"))
+
+        let unknown = try await run(["serve", "--no-such-flag"])
+        #expect(unknown.status != 0)
+    }
+
+    @Test("serve --port 0 logs the bound address")
+    func servePortZero() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sb-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["serve", "--port", "0", "--database", "sqlite:\(dir.path)/db.sqlite"]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        var log = ""
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !log.contains("development mode") && ContinuousClock.now < deadline {
+            log += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        let match = log.range(of: #"http://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+        #expect(match != nil, "log: \(log)")
+        #expect(log.contains("development mode"))
+        #expect(FileManager.default.fileExists(atPath: "\(dir.path)/db.sqlite"))
+    }
+
+    @Test("tail prints each message once, in order, across a server restart")
+    func tailResumes() async throws {
+        let port = try FreePort.find()
+        let path = TestServer.temporaryDatabase()
+        let output = Pipe()
+        let tail = Process()
+        tail.executableURL = URL(fileURLWithPath: Self.binary)
+        tail.arguments = ["tail", "chat:tail", "--url", "http://127.0.0.1:\(port)"]
+        tail.standardOutput = output
+        tail.standardError = FileHandle.nullDevice
+        defer { if tail.isRunning { tail.terminate() } }
+        let reader = LineReader(output.fileHandleForReading)
+
+        try await TestServer.with(databasePath: path, configure: { $0.port = port }) { server in
+            try tail.run()
+            // Wait until tail has subscribed.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while server.broker.hub.subscriberCount(channel: "chat:tail") == 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await HTTP.with(server) { http in
+                for i in 1...3 { try await http.publish("chat:tail", .int(Int64(i))) }
+            }
+            _ = try await reader.lines(3)
+        }
+        // The server is gone; on the same file and port, publish before tail reconnects.
+        try await TestServer.with(databasePath: path, configure: { $0.port = port }) { server in
+            try await HTTP.with(server) { http in
+                for i in 4...5 { try await http.publish("chat:tail", .int(Int64(i))) }
+            }
+            let lines = try await reader.lines(5)
+            let frames = try lines.map { try JSONValue.parse($0) }
+            #expect(frames.map { $0["offset"] } == [1, 2, 3, 4, 5])
+            #expect(frames.map { $0["data"] } == [1, 2, 3, 4, 5])
+            #expect(frames.allSatisfy { $0["channel"] == "chat:tail" })
+        }
+    }
+}
+
+enum FreePort {
+    /// A port that was free a moment ago (bind to 0, read it, close).
+    static func find() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw TestFailure("bind failed") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Accumulates a process's output and hands it out as lines.
+final class LineReader: @unchecked Sendable {
+    private let handle: FileHandle
+    private var buffer = ""
+    private var all: [String] = []
+    private let lock = NSLock()
+
+    init(_ handle: FileHandle) {
+        self.handle = handle
+        handle.readabilityHandler = { [weak self] h in
+            let data = h.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.buffer += String(decoding: data, as: UTF8.self)
+            while let newline = self.buffer.firstIndex(of: "\n") {
+                self.all.append(String(self.buffer[..<newline]))
+                self.buffer = String(self.buffer[self.buffer.index(after: newline)...])
+            }
+            self.lock.unlock()
+        }
+    }
+
+    /// All lines so far, once there are at least `count` (waits up to 20 s).
+    func lines(_ count: Int) async throws -> [String] {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let snapshot = lock.withLock { all }
+            if snapshot.count >= count { return snapshot }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestFailure("timed out waiting for \(count) lines")
+    }
+}
