@@ -26,11 +26,16 @@ public final class Broker: Sendable {
     // MARK: Publishing
 
     /// Publishes `data` on `channel`; the answer comes after the commit, fan-out in commit order.
-    public func publish(channel: String, data: JSONValue) async throws -> ChannelMessage {
+    /// A repeated idempotency key publishes nothing and answers the first position.
+    public func publish(channel: String, data: JSONValue, idempotencyKey: String? = nil) async throws -> PublishResult {
+        if let key = idempotencyKey, key.isEmpty || key.utf8.count > 200 {
+            throw ProtocolError.badRequest("idempotency_key must be 1-200 bytes")
+        }
         let hub = self.hub
         return try await store.publish(
             channel: channel,
             data: data.serialized,
+            idempotencyKey: idempotencyKey,
             history: policy(forChannel: channel).history,
             onCommit: { hub.dispatch($0) }
         )

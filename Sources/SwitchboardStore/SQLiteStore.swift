@@ -56,6 +56,19 @@ public final class SQLiteStore: Store {
                 """)
             try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('epoch', ?)", arguments: [Epoch.random()])
         }
+        migrator.registerMigration("v2-idempotency") { db in
+            try db.execute(sql: """
+                CREATE TABLE idempotency (
+                    channel TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    epoch TEXT NOT NULL,
+                    pos INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    PRIMARY KEY (channel, key)
+                ) WITHOUT ROWID;
+                CREATE INDEX idempotency_age ON idempotency (created_at);
+                """)
+        }
         return migrator
     }
 
@@ -64,18 +77,39 @@ public final class SQLiteStore: Store {
     public func publish(
         channel: String,
         data: String,
+        idempotencyKey: String?,
         history: HistoryPolicy,
         onCommit: @escaping @Sendable (ChannelMessage) -> Void
-    ) async throws -> ChannelMessage {
+    ) async throws -> PublishResult {
         let epoch = databaseEpoch
         return try await pool.writeWithoutTransaction { db in
-            var message: ChannelMessage!
+            var message: ChannelMessage?
+            var earlier: Position?
             try db.inTransaction {
-                message = try Self.append(db, channel: channel, data: data, history: history, newEpoch: epoch)
+                let now = Timestamp.nowMilliseconds()
+                if let key = idempotencyKey {
+                    if let row = try Row.fetchOne(
+                        db,
+                        sql: "SELECT epoch, pos FROM idempotency WHERE channel = ? AND key = ? AND created_at > ?",
+                        arguments: [channel, key, now - Idempotency.windowMillis]
+                    ) {
+                        earlier = Position(epoch: row["epoch"], offset: row["pos"])
+                        return .commit
+                    }
+                }
+                let appended = try Self.append(db, channel: channel, data: data, history: history, newEpoch: epoch)
+                if let key = idempotencyKey {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO idempotency (channel, key, epoch, pos, created_at) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [channel, key, appended.epoch, appended.offset, now]
+                    )
+                }
+                message = appended
                 return .commit
             }
-            onCommit(message)
-            return message
+            if let earlier { return PublishResult(position: earlier, duplicate: true) }
+            onCommit(message!)
+            return PublishResult(position: message!.position, duplicate: false)
         }
     }
 
@@ -159,7 +193,9 @@ public final class SQLiteStore: Store {
     public func pruneExpired(nowMillis: Int64) async throws -> Int {
         try await pool.write { db in
             try db.execute(sql: "DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?", arguments: [nowMillis])
-            return db.changesCount
+            let removed = db.changesCount
+            try db.execute(sql: "DELETE FROM idempotency WHERE created_at <= ?", arguments: [nowMillis - Idempotency.windowMillis])
+            return removed
         }
     }
 

@@ -4,13 +4,15 @@ import SwitchboardCore
 /// write's transaction and call `onCommit` in commit order, after the commit, so the hub
 /// fans out exactly what is durable and in offset order.
 public protocol Store: Sendable {
-    /// Appends a message at the channel's next offset.
+    /// Appends a message at the channel's next offset. With an idempotency key seen on this
+    /// channel within `Idempotency.window`, nothing is published and the first position is returned.
     func publish(
         channel: String,
         data: String,
+        idempotencyKey: String?,
         history: HistoryPolicy,
         onCommit: @escaping @Sendable (ChannelMessage) -> Void
-    ) async throws -> ChannelMessage
+    ) async throws -> PublishResult
 
     /// The channel's current position (offset 0 for a channel that never had a message).
     func position(channel: String) async throws -> Position
@@ -34,7 +36,7 @@ public protocol Store: Sendable {
         onCommit: @escaping @Sendable (ChannelMessage) -> Void
     ) async throws -> RecordWriteResult
 
-    /// Deletes history past its age limit; returns how many messages went.
+    /// Deletes history past its age limit and expired idempotency keys; returns how many messages went.
     func pruneExpired(nowMillis: Int64) async throws -> Int
 
     /// Checks that the database answers.
@@ -51,4 +53,20 @@ public struct HistorySlice: Sendable {
         self.position = position
         self.complete = complete
     }
+}
+
+public struct PublishResult: Sendable {
+    public var position: Position
+    /// True when the idempotency key was seen before and nothing was published.
+    public var duplicate: Bool
+
+    public init(position: Position, duplicate: Bool) {
+        self.position = position
+        self.duplicate = duplicate
+    }
+}
+
+public enum Idempotency {
+    /// How long a publish's idempotency key is remembered (SPEC: 5 minutes).
+    public static let windowMillis: Int64 = 5 * 60 * 1000
 }

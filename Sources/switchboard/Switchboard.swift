@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Switchboard: AsyncParsableCommand {
@@ -8,4 +9,22 @@ struct Switchboard: AsyncParsableCommand {
         subcommands: [Serve.self, Tail.self],
         defaultSubcommand: Serve.self
     )
+
+    /// Parse errors are one line naming the problem (help still prints in full).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode || error is CleanExit { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("switchboard: error: \(message) (see switchboard --help)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+    }
 }

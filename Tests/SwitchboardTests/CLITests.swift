@@ -58,6 +58,8 @@ struct CLITests {
 
         let unknown = try await run(["serve", "--no-such-flag"])
         #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("--no-such-flag"))
+        #expect(unknown.stderr.split(separator: "\n").count == 1)
     }
 
     @Test("serve --port 0 logs the bound address")

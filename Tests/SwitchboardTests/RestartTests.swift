@@ -117,3 +117,26 @@ struct ConfigurationTests {
         try config.validate()
     }
 }
+
+@Suite("History age")
+struct HistoryAgeTests {
+    @Test("messages past history_ttl are not served and a position before them does not recover")
+    func ttl() async throws {
+        try await TestServer.with(configure: { config in
+            config.namespaces = Namespaces(policies: ["brief": NamespacePolicy(historySize: 100, historyTTL: 1)])
+        }) { server in
+            try await HTTP.with(server) { http in
+                try await http.publish("brief:x", "old")
+                let epoch = try #require(try await http.get("/v1/channels/brief:x/messages").json["epoch"]?.stringValue)
+                try await Task.sleep(for: .milliseconds(1100))
+                try await http.publish("brief:x", "new")
+                let history = try await http.get("/v1/channels/brief:x/messages")
+                #expect(history.json["messages"]?.arrayValue?.map { $0["data"] } == ["new"])
+                let resumed = try await http.get("/v1/channels/brief:x/messages?since=\(epoch):0")
+                #expect(resumed.json["recovered"] == false)
+                // The pruner deletes what expired.
+                #expect(try await server.broker.store.pruneExpired(nowMillis: Timestamp.nowMilliseconds()) == 1)
+            }
+        }
+    }
+}

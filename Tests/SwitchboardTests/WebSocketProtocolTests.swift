@@ -143,3 +143,38 @@ extension WSClient {
         self.init(url: server.wsURL, headers: [:])
     }
 }
+
+@Suite("Idempotent publish")
+struct IdempotencyTests {
+    @Test("a repeated idempotency_key publishes nothing and answers the first position, over REST and WebSocket")
+    func repeatedKey() async throws {
+        try await TestServer.with { server in
+            try await HTTP.with(server) { http in
+                let subscriber = try await WSClient.connect(server)
+                _ = try await subscriber.command("subscribe", ["channel": "chat:idem"])
+                let first = try await http.post("/v1/channels/chat:idem/messages", #"{"data": "once", "idempotency_key": "k1"}"#)
+                #expect(first.status == 201)
+                let again = try await http.post("/v1/channels/chat:idem/messages", #"{"data": "twice", "idempotency_key": "k1"}"#)
+                #expect(again.status == 200)
+                #expect(again.json["offset"] == first.json["offset"])
+                #expect(again.json["epoch"] == first.json["epoch"])
+
+                let ws = try await WSClient.connect(server)
+                let a = try await ws.command("publish", ["channel": "chat:idem", "data": "ws", "idempotency_key": "k2"])
+                let b = try await ws.command("publish", ["channel": "chat:idem", "data": "ws again", "idempotency_key": "k2"])
+                #expect(a["result"] == b["result"])
+                #expect(a["result"]?["offset"] == 2)
+                // The same key on another channel is another message.
+                let other = try await http.post("/v1/channels/chat:other/messages", #"{"data": 1, "idempotency_key": "k1"}"#)
+                #expect(other.status == 201)
+
+                let received = try await subscriber.messages(2)
+                #expect(received.map { $0["data"] } == ["once", "ws"])
+                #expect(try await subscriber.nothingMore(within: .milliseconds(200)))
+                #expect(try await http.get("/v1/channels/chat:idem/messages").json["offset"] == 2)
+                _ = await subscriber.close()
+                _ = await ws.close()
+            }
+        }
+    }
+}

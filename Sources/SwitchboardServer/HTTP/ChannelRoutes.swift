@@ -24,13 +24,17 @@ struct ChannelRoutes<Context: RequestContext> {
         for key in body.keys where key != "data" && key != "idempotency_key" {
             throw ProtocolError.badRequest("unknown field \"\(key)\"; the body is {\"data\": …, \"idempotency_key\"?: string}")
         }
-        if let key = body["idempotency_key"], key.stringValue == nil {
-            throw ProtocolError.badRequest("\"idempotency_key\" must be a string, not \(key.typeName)")
+        var idempotencyKey: String?
+        if let key = body["idempotency_key"], key != .null {
+            guard case .string(let s) = key else {
+                throw ProtocolError.badRequest("\"idempotency_key\" must be a string, not \(key.typeName)")
+            }
+            idempotencyKey = s
         }
-        let message = try await broker.publish(channel: channel, data: data)
+        let result = try await broker.publish(channel: channel, data: data, idempotencyKey: idempotencyKey)
         return .json(
-            ["channel": .string(channel), "epoch": .string(message.epoch), "offset": .int(message.offset)],
-            status: .created
+            ["channel": .string(channel), "epoch": .string(result.position.epoch), "offset": .int(result.position.offset)],
+            status: result.duplicate ? .ok : .created
         )
     }
 

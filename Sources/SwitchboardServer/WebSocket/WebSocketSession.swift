@@ -179,9 +179,9 @@ final class WebSocketSession: Subscriber {
             throw ProtocolError.forbidden("clients may not publish on \"\(channel)\": its namespace has client_publish off")
         }
         guard let data = command.fields["data"] else { throw ProtocolError.badRequest("publish needs \"data\"") }
-        _ = try command.optionalString("idempotency_key")
-        let message = try await broker.publish(channel: channel, data: data)
-        send(ServerFrames.reply(id: command.id, result: ["epoch": .string(message.epoch), "offset": .int(message.offset)]))
+        let key = try command.optionalString("idempotency_key")
+        let result = try await broker.publish(channel: channel, data: data, idempotencyKey: key)
+        send(ServerFrames.reply(id: command.id, result: ["epoch": .string(result.position.epoch), "offset": .int(result.position.offset)]))
     }
 
     private func history(_ command: ClientCommand) async throws {
