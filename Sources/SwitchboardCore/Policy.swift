@@ -78,6 +78,10 @@ public struct Limits: Sendable, Equatable {
     public var commandBurst = 200
     public var queueBytes = 1 << 20
     public var connectionsPerIP = 1000
+    /// WebSocket and SSE handshakes a second from one IP (burst: twice as many).
+    public var handshakesPerSecond = 100
+    /// Seconds a client has to send a whole HTTP request (slowloris).
+    public var requestTimeoutSeconds = 10
 
     public init() {}
 }

@@ -1,7 +1,10 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 import SwitchboardCore
 import SwitchboardStore
@@ -10,32 +13,76 @@ import SwitchboardStore
 public struct SwitchboardServer: Sendable {
     public let configuration: ServerConfiguration
     public let broker: Broker
+    public let limiter: ClientLimiter
+    let authenticator: Authenticator
+    let gate: HandshakeGate
+    private let tls: TLSConfiguration?
     private let logger: Logger
 
-    public init(configuration: ServerConfiguration, logger: Logger) throws {
+    public init(configuration: ServerConfiguration, logger: Logger) async throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
+        authenticator = try await Authenticator(configuration: configuration)
+        limiter = ClientLimiter(limits: configuration.limits)
+        gate = HandshakeGate(
+            origins: OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode),
+            limiter: limiter,
+            authenticator: authenticator
+        )
+        tls = try Self.tlsConfiguration(configuration)
         let store = try SQLiteStore(path: configuration.sqlitePath())
-        self.broker = Broker(store: store, hub: Hub(), namespaces: configuration.namespaces)
+        broker = Broker(store: store, hub: Hub(), namespaces: configuration.namespaces)
+    }
+
+    private static func tlsConfiguration(_ c: ServerConfiguration) throws(ConfigurationError) -> TLSConfiguration? {
+        guard let certificate = c.tlsCertificateFile, let key = c.tlsKeyFile else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
+        } catch {
+            throw ConfigurationError("cannot load TLS certificate \(certificate) and key \(key): \(error)")
+        }
     }
 
     /// Builds the application; `onRunning` gets the bound port once it listens.
-    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode)
+        let router = Router(context: SwitchboardRequestContext.self)
+        router.middlewares.add(CORSMiddleware(origins: origins))
         router.middlewares.add(ProblemMiddleware())
+        router.middlewares.add(AuthMiddleware(authenticator: authenticator))
         CollectionRoutes(broker: broker, limits: configuration.limits).register(on: router)
         ChannelRoutes(broker: broker, limits: configuration.limits).register(on: router)
-        SystemRoutes(broker: broker).register(on: router)
+        SystemRoutes(broker: broker, gate: gate).register(on: router)
 
-        let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+        let webSocketRouter = Router(context: SwitchboardRequestContext.self)
         let broker = self.broker
         let configuration = self.configuration
         let logger = self.logger
-        webSocketRouter.ws("v1/ws") { _, _ in
-            .upgrade([:])
-        } onUpgrade: { inbound, outbound, _ in
-            let session = WebSocketSession(broker: broker, configuration: configuration, logger: logger)
+        let gate = self.gate
+        let limiter = self.limiter
+        let authenticator = self.authenticator
+        webSocketRouter.ws("v1/ws") { request, context in
+            do {
+                context.handshake.identity = try await gate.admit(request, ip: context.clientIP)
+                return .upgrade([:])
+            } catch {
+                logger.info("handshake refused", metadata: ["ip": "\(context.clientIP)", "reason": "\(error)"])
+                return .dontUpgrade  // The main router's /v1/ws answers with the reason.
+            }
+        } onUpgrade: { inbound, outbound, context in
+            let ip = context.requestContext.clientIP
+            limiter.connectionOpened(ip: ip)
+            defer { limiter.connectionClosed(ip: ip) }
+            let session = WebSocketSession(
+                broker: broker,
+                authenticator: authenticator,
+                identity: context.requestContext.handshake.identity ?? .anonymous,
+                configuration: configuration,
+                logger: logger
+            )
             await session.run(inbound: inbound, outbound: outbound)
         }
 
@@ -45,17 +92,35 @@ public struct SwitchboardServer: Sendable {
             closeTimeout: .seconds(5),
             validateUTF8: true
         )
+        let http = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(configuration.limits.requestTimeoutSeconds) * 6))
+        let webSocketResponder = webSocketRouter.buildResponder()
+        let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
+        // HTTP/1.1 with the WebSocket upgrade, guarded against slow first requests.
+        var server = HTTPServerBuilder { responder in
+            RequestTimeoutChannel(
+                base: HTTP1WebSocketUpgradeChannel(
+                    responder: responder,
+                    webSocketResponder: webSocketResponder,
+                    configuration: .init(http1: http, ws: webSocket)
+                ),
+                timeout: requestTimeout
+            )
+        }
+        if let tls { server = try .tls(server, tlsConfiguration: tls) }
+        let scheme = tls == nil ? "http" : "https"
         let host = configuration.host
         let mode = configuration.developmentMode
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: webSocketRouter, configuration: .init(ws: webSocket)),
+            server: server,
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "switchboard"),
-            services: [HistoryPruner(store: broker.store, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)],
+            services: [
+                Housekeeping(store: broker.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)
+            ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 let shownHost = host.contains(":") ? "[\(host)]" : host
-                logger.info("listening on http://\(shownHost):\(port)")
+                logger.info("listening on \(scheme)://\(shownHost):\(port)")
                 if mode {
                     logger.notice(
                         "development mode: no SWITCHBOARD_API_KEY or SWITCHBOARD_JWT_SECRET is set, so every client may do everything; serving loopback only"
@@ -68,9 +133,10 @@ public struct SwitchboardServer: Sendable {
     }
 }
 
-/// Deletes history past its namespace's age limit, once a minute.
-struct HistoryPruner: Service {
+/// Once a minute: deletes history past its age limit and forgets idle client addresses.
+struct Housekeeping: Service {
     let store: any Store
+    let limiter: ClientLimiter
     let interval: Duration
     let logger: Logger
 
@@ -81,6 +147,7 @@ struct HistoryPruner: Service {
             } catch {
                 return
             }
+            limiter.sweep()
             do {
                 let removed = try await store.pruneExpired(nowMillis: Timestamp.nowMilliseconds())
                 if removed > 0 { logger.debug("pruned expired history", metadata: ["messages": "\(removed)"]) }

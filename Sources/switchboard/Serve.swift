@@ -20,6 +20,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Config file, YAML or JSON. Env: SWITCHBOARD_CONFIG.")
     var config: String?
 
+    @Option(help: "TLS certificate chain (PEM) to serve https and wss. Env: SWITCHBOARD_TLS_CERT.")
+    var tlsCert: String?
+
+    @Option(help: "TLS private key (PEM). Env: SWITCHBOARD_TLS_KEY.")
+    var tlsKey: String?
+
+    @Option(help: "RS256 or ES256 public key (PEM) for tokens. Env: SWITCHBOARD_JWT_PUBLIC_KEY.")
+    var jwtPublicKey: String?
+
+    @Option(help: "JWKS file with public keys for tokens. Env: SWITCHBOARD_JWKS.")
+    var jwks: String?
+
     @Flag(help: "Allow listening beyond loopback without auth. Env: SWITCHBOARD_INSECURE=1.")
     var insecure = false
 
@@ -44,11 +56,16 @@ struct Serve: AsyncParsableCommand {
             if let v = try port ?? env("PORT").map({ try Self.int($0, name: "SWITCHBOARD_PORT") }) { configuration.port = v }
             if let v = database ?? env("DATABASE") { configuration.database = v }
             if insecure || ["1", "true", "yes"].contains(env("INSECURE")?.lowercased() ?? "") { configuration.insecure = true }
+            if let v = tlsCert ?? env("TLS_CERT") { configuration.tlsCertificateFile = v }
+            if let v = tlsKey ?? env("TLS_KEY") { configuration.tlsKeyFile = v }
+            if let v = jwtPublicKey ?? env("JWT_PUBLIC_KEY") { configuration.jwtPublicKeyFile = v }
+            if let v = jwks ?? env("JWKS") { configuration.jwksFile = v }
+            // Secrets come from the environment only, never from flags (they would show in `ps`).
             configuration.apiKey = env("API_KEY")
             configuration.jwtSecret = env("JWT_SECRET")
 
             let logger = try Self.makeLogger(format: logFormat ?? env("LOG_FORMAT") ?? "text", level: logLevel ?? env("LOG_LEVEL") ?? "info")
-            let server = try SwitchboardServer(configuration: configuration, logger: logger)
+            let server = try await SwitchboardServer(configuration: configuration, logger: logger)
             try await server.application().runService()
         } catch let error as ConfigurationError {
             Self.fail(error.description)

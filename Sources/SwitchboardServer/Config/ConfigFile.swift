@@ -38,6 +38,10 @@ public enum ConfigFile {
             case "port": c.port = try int(v, at: key)
             case "database": c.database = try string(v, at: key)
             case "insecure": c.insecure = try bool(v, at: key)
+            case "jwt_public_key": c.jwtPublicKeyFile = try string(v, at: key)
+            case "jwks": c.jwksFile = try string(v, at: key)
+            case "tls_cert": c.tlsCertificateFile = try string(v, at: key)
+            case "tls_key": c.tlsKeyFile = try string(v, at: key)
             case "heartbeat_seconds": c.heartbeatSeconds = try int(v, at: key, min: 1)
             case "allowed_origins":
                 guard case .array(let items) = v else { throw ConfigurationError("allowed_origins must be a list of strings") }
@@ -61,6 +65,8 @@ public enum ConfigFile {
             case "command_burst": l.commandBurst = try int(v, at: at, min: 1)
             case "queue_bytes": l.queueBytes = try int(v, at: at, min: 1024)
             case "connections_per_ip": l.connectionsPerIP = try int(v, at: at, min: 1)
+            case "handshakes_per_second": l.handshakesPerSecond = try int(v, at: at, min: 1)
+            case "request_timeout_seconds": l.requestTimeoutSeconds = try int(v, at: at, min: 1)
             default: throw ConfigurationError("unknown key \"\(at)\"")
             }
         }

@@ -13,13 +13,20 @@ public struct ServerConfiguration: Sendable {
     public var insecure = false
     public var apiKey: String?
     public var jwtSecret: String?
+    /// A PEM file with an RSA (RS256) or P-256 (ES256) public key for tokens.
+    public var jwtPublicKeyFile: String?
+    /// A JWKS file with public keys for tokens.
+    public var jwksFile: String?
+    /// PEM files to serve https and wss.
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
     /// How often expired history is deleted.
     public var pruneIntervalSeconds = 60
 
     public init() {}
 
     /// No key and no secret: loopback only, everything allowed (SPEC section 5).
-    public var developmentMode: Bool { apiKey == nil && jwtSecret == nil }
+    public var developmentMode: Bool { apiKey == nil && jwtSecret == nil && jwtPublicKeyFile == nil && jwksFile == nil }
 
     /// The SQLite file path of `database`.
     public func sqlitePath() throws(ConfigurationError) -> String {
@@ -44,6 +51,12 @@ public struct ServerConfiguration: Sendable {
             )
         }
         _ = try sqlitePath()
+        if (tlsCertificateFile == nil) != (tlsKeyFile == nil) {
+            throw ConfigurationError("--tls-cert and --tls-key go together: give both or neither")
+        }
+        if let apiKey, apiKey.utf8.count < 16 {
+            throw ConfigurationError("SWITCHBOARD_API_KEY is \(apiKey.utf8.count) bytes; use at least 16 random bytes (try: openssl rand -hex 24)")
+        }
     }
 
     public static func isLoopback(_ host: String) -> Bool {

@@ -2,7 +2,8 @@ import Hummingbird
 import SwitchboardCore
 
 /// `/v1/channels…`: publish over REST, read history, list channels (SPEC section 2).
-struct ChannelRoutes<Context: RequestContext> {
+struct ChannelRoutes {
+    typealias Context = SwitchboardRequestContext
     let broker: Broker
     let limits: Limits
 
@@ -16,6 +17,9 @@ struct ChannelRoutes<Context: RequestContext> {
         let channel = try Self.channelName(context)
         guard !Broker.isReserved(channel: channel) else {
             throw ProtocolError.forbidden("\"\(channel)\" is reserved: only the server publishes on collection: and sys: channels")
+        }
+        guard context.identity.mayPublishOverREST(channel: channel) else {
+            throw context.identity.refusal("publishing on \"\(channel)\"")
         }
         let body = try await request.jsonObjectBody(limit: limits.bodyBytes)
         guard let data = body["data"] else {
@@ -40,6 +44,9 @@ struct ChannelRoutes<Context: RequestContext> {
 
     func history(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
+        guard context.identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+            throw context.identity.refusal("reading \"\(channel)\"")
+        }
         var since: Position?
         var limit = 100
         for (name, value) in request.decodedQuery {
@@ -62,6 +69,7 @@ struct ChannelRoutes<Context: RequestContext> {
     }
 
     func listChannels(_ request: Request, context: Context) async throws -> Response {
+        guard context.identity.mayAdminister else { throw context.identity.refusal("listing channels") }
         let counts = broker.hub.channelCounts()
         let channels: [JSONValue] = counts.keys.sorted().map { name in
             ["channel": .string(name), "subscribers": .int(Int64(counts[name]!))]

@@ -4,7 +4,8 @@ import SwitchboardCore
 
 /// `/v1/collections/{c}[/{id}]`: records over REST (SPEC section 2). Every write commits its
 /// change event on `collection:{c}` in the same transaction and is answered after the commit.
-struct CollectionRoutes<Context: RequestContext> {
+struct CollectionRoutes {
+    typealias Context = SwitchboardRequestContext
     let broker: Broker
     let limits: Limits
 
@@ -23,6 +24,7 @@ struct CollectionRoutes<Context: RequestContext> {
 
     func list(_ request: Request, context: Context) async throws -> Response {
         let collection = try Self.collectionName(context)
+        try checkRead(collection, context)
         var limit = 100
         var after: String?
         var filters: [(field: String, value: String)] = []
@@ -58,6 +60,7 @@ struct CollectionRoutes<Context: RequestContext> {
 
     func get(_ request: Request, context: Context) async throws -> Response {
         let (collection, id) = try Self.recordName(context)
+        try checkRead(collection, context)
         guard let record = try await broker.store.record(collection: collection, id: id) else {
             throw Self.noRecord(collection, id)
         }
@@ -69,6 +72,7 @@ struct CollectionRoutes<Context: RequestContext> {
 
     func create(_ request: Request, context: Context) async throws -> Response {
         let collection = try Self.collectionName(context)
+        try checkWrite(collection, context)
         let data = try await request.jsonObjectBody(limit: limits.bodyBytes)
         let id = broker.newRecordID()
         let result = try await broker.writeRecord(collection: collection, id: id) { current in
@@ -84,6 +88,7 @@ struct CollectionRoutes<Context: RequestContext> {
 
     func put(_ request: Request, context: Context) async throws -> Response {
         let (collection, id) = try Self.recordName(context)
+        try checkWrite(collection, context)
         let data = try await request.jsonObjectBody(limit: limits.bodyBytes)
         let preconditions = Preconditions(request)
         let result = try await broker.writeRecord(collection: collection, id: id) { current in
@@ -98,6 +103,7 @@ struct CollectionRoutes<Context: RequestContext> {
 
     func patch(_ request: Request, context: Context) async throws -> Response {
         let (collection, id) = try Self.recordName(context)
+        try checkWrite(collection, context)
         let patch = try await request.jsonBody(limit: limits.bodyBytes)
         guard case .object = patch else {
             throw ProtocolError.badRequest("a merge patch for a record must be a JSON object, not \(patch.typeName)")
@@ -116,6 +122,7 @@ struct CollectionRoutes<Context: RequestContext> {
 
     func delete(_ request: Request, context: Context) async throws -> Response {
         let (collection, id) = try Self.recordName(context)
+        try checkWrite(collection, context)
         let preconditions = Preconditions(request)
         _ = try await broker.writeRecord(collection: collection, id: id) { current in
             guard let current else { throw Self.noRecord(collection, id) }
@@ -123,6 +130,21 @@ struct CollectionRoutes<Context: RequestContext> {
             return .delete
         }
         return Response(status: .noContent)
+    }
+
+    // MARK: Permissions
+
+    private func checkRead(_ collection: String, _ context: Context) throws {
+        let policy = broker.policy(forChannel: Names.collectionChannel(collection))
+        guard context.identity.mayReadCollection(collection, policy: policy) else {
+            throw context.identity.refusal("reading collection \"\(collection)\"")
+        }
+    }
+
+    private func checkWrite(_ collection: String, _ context: Context) throws {
+        guard context.identity.mayWriteCollection(collection) else {
+            throw context.identity.refusal("writing collection \"\(collection)\"")
+        }
     }
 
     // MARK: Names

@@ -2,8 +2,10 @@ import Hummingbird
 import SwitchboardCore
 
 /// Liveness, readiness, the index, and a clear answer for `/v1/ws` without an upgrade.
-struct SystemRoutes<Context: RequestContext> {
+struct SystemRoutes {
+    typealias Context = SwitchboardRequestContext
     let broker: Broker
+    let gate: HandshakeGate
 
     func register(on router: Router<Context>) {
         router.get("healthz") { _, _ in Response.json(["status": "ok"]) }
@@ -15,7 +17,9 @@ struct SystemRoutes<Context: RequestContext> {
                 throw ProtocolError(.unavailable, "the database is not reachable")
             }
         }
-        router.get("v1/ws") { _, _ -> Response in
+        // A WebSocket handshake that was refused lands here: say why (403, 429, 401).
+        router.get("v1/ws") { request, context -> Response in
+            _ = try await gate.admit(request, ip: context.clientIP, consume: false)
             throw ProtocolError(.upgradeRequired, "/v1/ws is a WebSocket endpoint: send a WebSocket upgrade request")
         }
         router.get("/") { _, _ in

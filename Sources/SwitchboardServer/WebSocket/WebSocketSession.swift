@@ -12,17 +12,30 @@ import SwitchboardCore
 final class WebSocketSession: Subscriber {
     let clientID: String
     private let broker: Broker
+    private let authenticator: Authenticator
     private let configuration: ServerConfiguration
     private let queue: OutboundQueue
     private let logger: Logger
     private let channels = Mutex<Set<String>>([])
+    private let identityBox: Mutex<Identity>
+    /// Closes the connection with 4101 when the token expires without a refresh.
+    private let expiryWatch = Mutex<Task<Void, Never>?>(nil)
 
-    init(broker: Broker, configuration: ServerConfiguration, logger: Logger) {
+    init(broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger) {
         self.clientID = Self.makeClientID()
         self.broker = broker
+        self.authenticator = authenticator
+        self.identityBox = Mutex(identity)
         self.configuration = configuration
         self.queue = OutboundQueue(limitBytes: configuration.limits.queueBytes)
         self.logger = logger
+    }
+
+    private var identity: Identity { identityBox.withLock { $0 } }
+
+    private func setIdentity(_ identity: Identity) {
+        identityBox.withLock { $0 = identity }
+        watchExpiry()
     }
 
     func send(_ frame: ByteBuffer) {
@@ -34,12 +47,25 @@ final class WebSocketSession: Subscriber {
     }
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
-        logger.info("connected", metadata: ["client": "\(clientID)", "transport": "websocket"])
+        logger.info("connected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
         send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
+        watchExpiry()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.writeLoop(outbound) }
+            var commands = TokenBucket(rate: configuration.limits.commandsPerSecond, burst: configuration.limits.commandBurst)
+            var refusedInARow = 0
             do {
                 for try await message in inbound.messages(maxSize: configuration.limits.messageBytes) {
+                    guard commands.take() else {
+                        refusedInARow += 1
+                        if refusedInARow > configuration.limits.commandBurst {
+                            queue.close(code: 4129, reason: "rate limited: too many commands; reconnect later")
+                        } else {
+                            refuseForRate(message)
+                        }
+                        continue
+                    }
+                    refusedInARow = 0
                     await handle(message)
                 }
             } catch {
@@ -47,10 +73,11 @@ final class WebSocketSession: Subscriber {
             }
             queue.finish()
         }
+        expiryWatch.withLock { $0?.cancel() }
         for channel in channels.withLock({ $0 }) {
             broker.unsubscribe(self, channel: channel)
         }
-        logger.info("disconnected", metadata: ["client": "\(clientID)", "transport": "websocket"])
+        logger.info("disconnected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
     }
 
     private func writeLoop(_ outbound: WebSocketOutboundWriter) async {
@@ -73,6 +100,37 @@ final class WebSocketSession: Subscriber {
                 return
             case .finished:
                 return
+            }
+        }
+    }
+
+    /// A `rate_limited` answer to a command over the limit: a reply if it has an id, else a push.
+    private func refuseForRate(_ message: WebSocketMessage) {
+        let error = ProtocolError(
+            .rateLimited,
+            "more than \(configuration.limits.commandsPerSecond) commands a second (burst \(configuration.limits.commandBurst)); slow down"
+        )
+        if case .text(let text) = message, let id = try? JSONValue.parse(text)["id"]?.intValue {
+            send(ServerFrames.reply(id: id, error: error))
+        } else {
+            send(ServerFrames.error(error))
+        }
+    }
+
+    /// Closes the connection with 4101 once the token's `exp` passes (a refresh moves it).
+    private func watchExpiry() {
+        guard identity.expiresAtMillis != nil else { return }
+        expiryWatch.withLock { task in
+            guard task == nil else { return }
+            task = Task { [weak self] in
+                while let self, let expires = self.identity.expiresAtMillis {
+                    let wait = expires - Timestamp.nowMilliseconds()
+                    if wait <= 0 {
+                        self.queue.close(code: 4101, reason: "token expired; reconnect with a new token")
+                        return
+                    }
+                    do { try await Task.sleep(for: .milliseconds(wait)) } catch { return }
+                }
             }
         }
     }
@@ -123,22 +181,50 @@ final class WebSocketSession: Subscriber {
         case .history:
             try await history(command)
         case .auth:
-            // Development mode: every connection may do everything, so any token is accepted.
-            _ = try command.requiredString("token")
-            send(ServerFrames.reply(id: command.id, result: ["user": .null]))
+            try await authenticate(command)
         case .refresh:
-            _ = try command.requiredString("token")
-            send(ServerFrames.reply(id: command.id, result: ["expires_at": .null]))
+            try await refresh(command)
         case .presence:
             _ = try command.channel()
             throw ProtocolError.badRequest("presence is not supported by this server version")
         }
     }
 
+    /// `auth`: a token for a connection that opened without one. A bad token closes with 4001.
+    private func authenticate(_ command: ClientCommand) async throws {
+        let token = try command.requiredString("token")
+        let verified: Identity
+        do {
+            verified = try await authenticator.identify(token)
+        } catch {
+            send(ServerFrames.reply(id: command.id, error: error))
+            queue.close(code: 4001, reason: "unauthorized: \(error.message)")
+            return
+        }
+        setIdentity(verified)
+        send(ServerFrames.reply(id: command.id, result: ["user": verified.user.map(JSONValue.string) ?? .null]))
+    }
+
+    /// `refresh`: a new token for the same user, keeping every subscription.
+    private func refresh(_ command: ClientCommand) async throws {
+        let token = try command.requiredString("token")
+        let verified = try await authenticator.identify(token)
+        let current = identity
+        if case .token = current.role, verified.user != current.user {
+            throw ProtocolError.forbidden("refresh must be for the same user (\"\(current.user ?? "")\")")
+        }
+        setIdentity(verified)
+        let expires = verified.expiresAtMillis.map { JSONValue.string(Timestamp.format(milliseconds: $0)) } ?? .null
+        send(ServerFrames.reply(id: command.id, result: ["expires_at": expires]))
+    }
+
     private func subscribe(_ command: ClientCommand) async throws {
         let channel = try command.channel()
         let since = try command.since()
         let wantsPresence = try command.optionalBool("presence") ?? false
+        guard identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+            throw identity.refusal("subscribing to \"\(channel)\"")
+        }
         if wantsPresence && !broker.policy(forChannel: channel).presence {
             throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
         }
@@ -175,8 +261,11 @@ final class WebSocketSession: Subscriber {
         if Broker.isReserved(channel: channel) {
             throw ProtocolError.forbidden("\"\(channel)\" is reserved: only the server publishes on collection: and sys: channels")
         }
-        guard broker.policy(forChannel: channel).clientPublish else {
-            throw ProtocolError.forbidden("clients may not publish on \"\(channel)\": its namespace has client_publish off")
+        guard identity.mayPublishFromClient(channel: channel, policy: broker.policy(forChannel: channel)) else {
+            if identity.role == .development || identity.role == .anonymous, !broker.policy(forChannel: channel).clientPublish {
+                throw ProtocolError.forbidden("clients may not publish on \"\(channel)\": its namespace has client_publish off")
+            }
+            throw identity.refusal("publishing on \"\(channel)\"")
         }
         guard let data = command.fields["data"] else { throw ProtocolError.badRequest("publish needs \"data\"") }
         let key = try command.optionalString("idempotency_key")
@@ -186,6 +275,9 @@ final class WebSocketSession: Subscriber {
 
     private func history(_ command: ClientCommand) async throws {
         let channel = try command.channel()
+        guard identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+            throw identity.refusal("reading \"\(channel)\"")
+        }
         let since = try command.since()
         let limit = Int(try command.optionalInt("limit", in: 1...1000) ?? 100)
         send(ServerFrames.reply(id: command.id, rawResult: try await broker.historyJSON(channel: channel, since: since, limit: limit)))

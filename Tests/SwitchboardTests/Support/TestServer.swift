@@ -31,9 +31,9 @@ struct TestServer: Sendable {
         configure(&configuration)
         var logger = Logger(label: "switchboard-test")
         logger.logLevel = ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
-        let server = try SwitchboardServer(configuration: configuration, logger: logger)
+        let server = try await SwitchboardServer(configuration: configuration, logger: logger)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let application = server.application { port in portContinuation.yield(port) }
+        let application = try server.application { port in portContinuation.yield(port) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await application.run() }
             var iterator = ports.makeAsyncIterator()

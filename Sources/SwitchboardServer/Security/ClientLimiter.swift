@@ -1,0 +1,65 @@
+import NIOCore
+import Synchronization
+import SwitchboardCore
+
+/// Per-IP limits on long-lived connections and on handshakes a second (SPEC section 5).
+public final class ClientLimiter: Sendable {
+    private struct PerIP {
+        var connections = 0
+        var handshakes: TokenBucket
+    }
+
+    private let limits: Limits
+    private let state = Mutex<[String: PerIP]>([:])
+
+    public init(limits: Limits) {
+        self.limits = limits
+    }
+
+    static func ip(of address: SocketAddress?) -> String {
+        address?.ipAddress ?? "unknown"
+    }
+
+    /// Checks a handshake from `ip` and counts it; nil if allowed, else the reason.
+    public func admitHandshake(ip: String, consume: Bool = true) -> ProtocolError? {
+        state.withLock { table in
+            var entry = table[ip] ?? PerIP(handshakes: TokenBucket(rate: limits.handshakesPerSecond, burst: limits.handshakesPerSecond * 2))
+            defer { table[ip] = entry }
+            if entry.connections >= limits.connectionsPerIP {
+                return ProtocolError(.rateLimited, "too many connections from \(ip): at most \(limits.connectionsPerIP)")
+            }
+            let allowed = consume ? entry.handshakes.take() : entry.handshakes.hasToken()
+            if !allowed {
+                return ProtocolError(.rateLimited, "too many handshakes from \(ip): at most \(limits.handshakesPerSecond) a second")
+            }
+            return nil
+        }
+    }
+
+    public func connectionOpened(ip: String) {
+        state.withLock { table in
+            table[ip, default: PerIP(handshakes: TokenBucket(rate: limits.handshakesPerSecond, burst: limits.handshakesPerSecond * 2))].connections += 1
+        }
+    }
+
+    public func connectionClosed(ip: String) {
+        state.withLock { table in
+            table[ip]?.connections -= 1
+        }
+    }
+
+    /// Forgets addresses with no connections whose handshake bucket has refilled, so the
+    /// table stays small; forgetting them sooner would let a client reset its bucket.
+    public func sweep() {
+        state.withLock { table in
+            table = table.filter { _, entry in
+                var bucket = entry.handshakes
+                return entry.connections > 0 || !bucket.isFull()
+            }
+        }
+    }
+
+    public func connections(ip: String) -> Int {
+        state.withLock { $0[ip]?.connections ?? 0 }
+    }
+}
