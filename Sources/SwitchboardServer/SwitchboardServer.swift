@@ -55,53 +55,51 @@ public struct SwitchboardServer: Sendable {
         router.middlewares.add(AuthMiddleware(authenticator: authenticator))
         CollectionRoutes(broker: broker, limits: configuration.limits).register(on: router)
         ChannelRoutes(broker: broker, limits: configuration.limits).register(on: router)
-        SystemRoutes(broker: broker, gate: gate).register(on: router)
+        SystemRoutes(broker: broker).register(on: router)
 
-        let webSocketRouter = Router(context: SwitchboardRequestContext.self)
         let broker = self.broker
         let configuration = self.configuration
         let logger = self.logger
         let gate = self.gate
         let limiter = self.limiter
         let authenticator = self.authenticator
-        webSocketRouter.ws("v1/ws") { request, context in
-            do {
-                context.handshake.identity = try await gate.admit(request, ip: context.clientIP)
-                return .upgrade([:])
-            } catch {
-                logger.info("handshake refused", metadata: ["ip": "\(context.clientIP)", "reason": "\(error)"])
-                return .dontUpgrade  // The main router's /v1/ws answers with the reason.
-            }
-        } onUpgrade: { inbound, outbound, context in
-            let ip = context.requestContext.clientIP
-            limiter.connectionOpened(ip: ip)
-            defer { limiter.connectionClosed(ip: ip) }
-            let session = WebSocketSession(
-                broker: broker,
-                authenticator: authenticator,
-                identity: context.requestContext.handshake.identity ?? .anonymous,
-                configuration: configuration,
-                logger: logger
-            )
-            await session.run(inbound: inbound, outbound: outbound)
-        }
-
         let webSocket = WebSocketServerConfiguration(
             maxFrameSize: configuration.limits.messageBytes,
             autoPing: .enabled(timePeriod: .seconds(Int64(configuration.heartbeatSeconds))),
             closeTimeout: .seconds(5),
             validateUTF8: true
         )
-        let http = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(configuration.limits.requestTimeoutSeconds) * 6))
-        let webSocketResponder = webSocketRouter.buildResponder()
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
-        // HTTP/1.1 with the WebSocket upgrade, guarded against slow first requests.
+        let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
+        // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
         var server = HTTPServerBuilder { responder in
             RequestTimeoutChannel(
-                base: HTTP1WebSocketUpgradeChannel(
+                base: UpgradeChannel(
                     responder: responder,
-                    webSocketResponder: webSocketResponder,
-                    configuration: .init(http1: http, ws: webSocket)
+                    idleTimeout: idleTimeout,
+                    webSocket: webSocket,
+                    admit: { request, remote in
+                        let ip = ClientLimiter.ip(of: remote)
+                        do throws(ProtocolError) {
+                            let identity = try await gate.admit(request, ip: ip)
+                            return .success(Admission(identity: identity, ip: ip))
+                        } catch {
+                            logger.info("handshake refused", metadata: ["ip": "\(ip)", "reason": "\(error.message)"])
+                            return .failure(error)
+                        }
+                    },
+                    run: { inbound, outbound, admission, _ in
+                        limiter.connectionOpened(ip: admission.ip)
+                        defer { limiter.connectionClosed(ip: admission.ip) }
+                        let session = WebSocketSession(
+                            broker: broker,
+                            authenticator: authenticator,
+                            identity: admission.identity,
+                            configuration: configuration,
+                            logger: logger
+                        )
+                        try await session.run(inbound: inbound, outbound: outbound)
+                    }
                 ),
                 timeout: requestTimeout
             )

@@ -25,18 +25,28 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 
 enum Problem {
     static func response(_ error: ProtocolError, path: String, headers: HTTPFields = [:]) -> Response {
-        let status = HTTPResponse.Status(code: error.code.httpStatus, reasonPhrase: title(error.code.httpStatus))
-        let document: JSONValue = [
+        var headers = headers
+        headers[.contentType] = "application/problem+json"
+        return Response(
+            status: status(error),
+            headers: headers,
+            body: .init(byteBuffer: ByteBuffer(string: document(error, path: path).serialized))
+        )
+    }
+
+    static func status(_ error: ProtocolError) -> HTTPResponse.Status {
+        HTTPResponse.Status(code: error.code.httpStatus, reasonPhrase: title(error.code.httpStatus))
+    }
+
+    static func document(_ error: ProtocolError, path: String) -> JSONValue {
+        [
             "type": .string("https://switchboard.dev/problems/\(error.code.rawValue)"),
-            "title": .string(title(status.code)),
-            "status": .int(Int64(status.code)),
+            "title": .string(title(error.code.httpStatus)),
+            "status": .int(Int64(error.code.httpStatus)),
             "detail": .string(error.message),
             "code": .string(error.code.rawValue),
             "instance": .string(path),
         ]
-        var headers = headers
-        headers[.contentType] = "application/problem+json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: document.serialized)))
     }
 
     static func title(_ code: Int) -> String {

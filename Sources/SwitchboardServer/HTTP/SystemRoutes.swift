@@ -5,7 +5,6 @@ import SwitchboardCore
 struct SystemRoutes {
     typealias Context = SwitchboardRequestContext
     let broker: Broker
-    let gate: HandshakeGate
 
     func register(on router: Router<Context>) {
         router.get("healthz") { _, _ in Response.json(["status": "ok"]) }
@@ -17,9 +16,7 @@ struct SystemRoutes {
                 throw ProtocolError(.unavailable, "the database is not reachable")
             }
         }
-        // A WebSocket handshake that was refused lands here: say why (403, 429, 401).
-        router.get("v1/ws") { request, context -> Response in
-            _ = try await gate.admit(request, ip: context.clientIP, consume: false)
+        router.get("v1/ws") { _, _ -> Response in
             throw ProtocolError(.upgradeRequired, "/v1/ws is a WebSocket endpoint: send a WebSocket upgrade request")
         }
         router.get("/") { _, _ in

@@ -75,6 +75,9 @@ public final class Authenticator: Sendable {
         do {
             claims = try await keys.verify(token, as: TokenClaims.self, iteratingKeys: true)
         } catch let error as JWTError {
+            if error.errorType == .malformedToken, let problem = ClaimsCheck.problem(in: token) {
+                throw ProtocolError(.unauthorized, "invalid token: \(problem)")
+            }
             throw ProtocolError(.unauthorized, "invalid token: \(Self.describe(error))")
         } catch let error as DecodingError {
             throw ProtocolError(.unauthorized, "invalid token: \(Self.describe(error))")
@@ -145,5 +148,44 @@ struct TokenClaims: JWTPayload {
             info: info,
             expiresAtMillis: exp.map { Int64($0.value.timeIntervalSince1970 * 1000) }
         )
+    }
+}
+
+/// Says what is wrong with a token's claims when jwt-kit could not decode them, so a client
+/// learns "missing claim sub" rather than "malformed".
+enum ClaimsCheck {
+    static func problem(in token: String) -> String? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let data = base64URLDecode(String(parts[1])),
+              case .object(let claims) = try? JSONValue.parse(Array(data))
+        else { return nil }
+        guard let sub = claims["sub"] else { return "missing claim \"sub\"" }
+        guard case .string = sub else { return "claim \"sub\" must be a string" }
+        for key in ["exp", "nbf"] {
+            switch claims[key] {
+            case nil, .int, .double: continue
+            default: return "claim \"\(key)\" must be a number"
+            }
+        }
+        for key in ["channels", "publish"] {
+            if let value = claims[key], !isStringList(value) { return "claim \"\(key)\" must be a list of strings" }
+        }
+        if let collections = claims["collections"] {
+            guard case .object(let grants) = collections,
+                  grants.allSatisfy({ ($0.key == "read" || $0.key == "write") && isStringList($0.value) })
+            else { return "claim \"collections\" must be {\"read\": [..], \"write\": [..]}" }
+        }
+        return nil
+    }
+
+    private static func isStringList(_ value: JSONValue) -> Bool {
+        guard case .array(let items) = value else { return false }
+        return items.allSatisfy { $0.stringValue != nil }
+    }
+
+    private static func base64URLDecode(_ text: String) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
     }
 }

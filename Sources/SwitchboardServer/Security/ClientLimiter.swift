@@ -21,14 +21,14 @@ public final class ClientLimiter: Sendable {
     }
 
     /// Checks a handshake from `ip` and counts it; nil if allowed, else the reason.
-    public func admitHandshake(ip: String, consume: Bool = true) -> ProtocolError? {
+    public func admitHandshake(ip: String) -> ProtocolError? {
         state.withLock { table in
             var entry = table[ip] ?? PerIP(handshakes: TokenBucket(rate: limits.handshakesPerSecond, burst: limits.handshakesPerSecond * 2))
             defer { table[ip] = entry }
             if entry.connections >= limits.connectionsPerIP {
                 return ProtocolError(.rateLimited, "too many connections from \(ip): at most \(limits.connectionsPerIP)")
             }
-            let allowed = consume ? entry.handshakes.take() : entry.handshakes.hasToken()
+            let allowed = entry.handshakes.take()
             if !allowed {
                 return ProtocolError(.rateLimited, "too many handshakes from \(ip): at most \(limits.handshakesPerSecond) a second")
             }

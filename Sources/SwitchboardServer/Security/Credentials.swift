@@ -19,4 +19,16 @@ enum Credentials {
         }
         return nil
     }
+
+    /// The `token` query parameter of a raw request target, percent-decoded.
+    static func queryToken(in target: String) -> String? {
+        guard let query = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2, parts[0] == "token" {
+                return String(parts[1]).removingPercentEncoding ?? String(parts[1])
+            }
+        }
+        return nil
+    }
 }

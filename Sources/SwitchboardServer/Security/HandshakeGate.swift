@@ -9,13 +9,11 @@ struct HandshakeGate: Sendable {
     let authenticator: Authenticator
 
     /// The identity to run the connection with, or the refusal: 403, 429 or 401.
-    /// `consume: false` re-checks without spending a handshake token (the refusal path).
-    func admit(_ request: Request, ip: String, consume: Bool = true) async throws(ProtocolError) -> Identity {
-        let origin = request.headers[.origin]
-        guard origins.allows(origin: origin, host: request.head.authority) else {
-            throw ProtocolError.forbidden("origin \(origin ?? "") is not allowed to connect")
+    func admit(_ request: HandshakeRequest, ip: String) async throws(ProtocolError) -> Identity {
+        guard origins.allows(origin: request.origin, host: request.host) else {
+            throw ProtocolError.forbidden("origin \(request.origin ?? "") is not allowed to connect")
         }
-        if let refusal = limiter.admitHandshake(ip: ip, consume: consume) { throw refusal }
-        return try await authenticator.identify(Credentials.from(request))
+        if let refusal = limiter.admitHandshake(ip: ip) { throw refusal }
+        return try await authenticator.identify(request.credential)
     }
 }

@@ -19,6 +19,10 @@ public struct OriginPolicy: Sendable {
 
     public func allows(origin: String?, host: String?) -> Bool {
         guard let origin, !origin.isEmpty else { return true }
+        // Browsers send http(s) origins (or "null"); anything else comes from a program,
+        // which could send any Origin it liked, so it is treated like one without.
+        let lower = origin.lowercased()
+        guard lower.hasPrefix("http://") || lower.hasPrefix("https://") || lower == "null" else { return true }
         if allowAny { return true }
         if !allowed.isEmpty { return allowed.contains(Self.normalize(origin)) }
         if developmentMode { return true }

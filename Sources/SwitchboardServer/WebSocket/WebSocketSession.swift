@@ -46,10 +46,14 @@ final class WebSocketSession: Subscriber {
         queue.push(ByteBuffer(string: text))
     }
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    /// Runs the connection. A protocol error on the inbound side (invalid UTF-8, an oversize
+    /// fragmented message) is rethrown after cleanup, so the WebSocket handler closes with its
+    /// code (1007, 1009).
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         logger.info("connected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
         send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
         watchExpiry()
+        var readError: (any Error)?
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.writeLoop(outbound) }
             var commands = TokenBucket(rate: configuration.limits.commandsPerSecond, burst: configuration.limits.commandBurst)
@@ -70,6 +74,7 @@ final class WebSocketSession: Subscriber {
                 }
             } catch {
                 logger.debug("read ended", metadata: ["client": "\(clientID)", "error": "\(error)"])
+                readError = error
             }
             queue.finish()
         }
@@ -78,6 +83,7 @@ final class WebSocketSession: Subscriber {
             broker.unsubscribe(self, channel: channel)
         }
         logger.info("disconnected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
+        if let readError { throw readError }
     }
 
     private func writeLoop(_ outbound: WebSocketOutboundWriter) async {

@@ -16,8 +16,10 @@ struct HTTP: Sendable {
     }
 
     let client: TestClient
+    let port: Int
 
     init(port: Int) {
+        self.port = port
         client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(30)))
         client.connect()
     }
@@ -63,6 +65,19 @@ struct HTTP: Sendable {
     @discardableResult
     func delete(_ path: String, headers: [String: String] = [:]) async throws -> Response {
         try await request(.delete, path, headers: headers)
+    }
+
+    /// A WebSocket upgrade request whose refusal status the test reads (a real client cannot see it).
+    func upgrade(_ path: String = "/v1/ws", headers: [String: String] = [:]) async throws -> Response {
+        var all = [
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        ]
+        all.merge(headers) { $1 }
+        // A refused handshake closes its connection, so each one gets its own.
+        let fresh = HTTP(port: port)
+        defer { Task { try? await fresh.client.shutdown() } }
+        return try await fresh.request(.get, path, headers: all)
     }
 
     /// Publishes over REST and returns the offset.

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Synchronization
 import SwitchboardCore
 import SwitchboardServer
 
@@ -23,14 +24,15 @@ struct TestServer: Sendable {
     static func with<T: Sendable>(
         databasePath: String = temporaryDatabase(),
         configure: (inout ServerConfiguration) -> Void = { _ in },
+        logs: LogSink? = nil,
         _ body: @Sendable (TestServer) async throws -> T
     ) async throws -> T {
         var configuration = ServerConfiguration()
         configuration.port = 0
         configuration.database = "sqlite:\(databasePath)"
         configure(&configuration)
-        var logger = Logger(label: "switchboard-test")
-        logger.logLevel = ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        var logger = logs.map { sink in Logger(label: "switchboard-test", factory: { _ in sink.handler }) } ?? Logger(label: "switchboard-test")
+        logger.logLevel = logs != nil ? .trace : ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         let server = try await SwitchboardServer(configuration: configuration, logger: logger)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let application = try server.application { port in portContinuation.yield(port) }
@@ -47,6 +49,31 @@ struct TestServer: Sendable {
                 group.cancelAll()
                 throw error
             }
+        }
+    }
+}
+
+/// Collects every log line of a server, to check what it does and does not say.
+final class LogSink: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+    var handler: any LogHandler { Handler(sink: self) }
+
+    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    private struct Handler: LogHandler {
+        let sink: LogSink
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            sink.append("\(event.level) \(event.message) \(all)")
         }
     }
 }

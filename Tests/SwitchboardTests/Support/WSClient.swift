@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdWSClient
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 import SwitchboardCore
@@ -14,6 +15,8 @@ final class WSClient: Sendable {
     enum Outgoing: Sendable {
         case text(String)
         case binary([UInt8])
+        /// A text frame with these exact bytes (which may not be UTF-8).
+        case rawText([UInt8])
         case close
     }
 
@@ -22,23 +25,26 @@ final class WSClient: Sendable {
     private let task: Task<UInt16?, Never>
     private let ids = Counter()
 
-    init(url: String, headers: [String: String]) {
+    init(url: String, headers: [String: String], tls: TLSConfiguration? = nil) {
         let (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
         outgoing = continuation
         let inbox = self.inbox
         var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 24)
         for (k, v) in headers { configuration.additionalHeaders[HTTPField.Name(k)!] = v }
+        if tls != nil { configuration.sniHostname = "localhost" }  // No SNI for an IP address.
         let config = configuration
         task = Task {
             var logger = Logger(label: "ws-test-client")
             logger.logLevel = .critical
-            let closeFrame = try? await WebSocketClient.connect(url: url, configuration: config, logger: logger) { inbound, outbound, _ in
+            let closeFrame = try? await WebSocketClient.connect(url: url, configuration: config, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await item in stream {
                             switch item {
                             case .text(let text): try await outbound.write(.text(text))
                             case .binary(let bytes): try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+                            case .rawText(let bytes):
+                                try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: bytes))))
                             case .close:
                                 try await outbound.close(.normalClosure, reason: nil)
                                 return
@@ -57,8 +63,10 @@ final class WSClient: Sendable {
     }
 
     /// Connects and reads the `welcome` frame.
-    static func connect(_ server: TestServer, query: String = "", headers: [String: String] = [:]) async throws -> WSClient {
-        let client = WSClient(url: server.wsURL + query, headers: headers)
+    static func connect(
+        _ server: TestServer, query: String = "", headers: [String: String] = [:], url: String? = nil, tls: TLSConfiguration? = nil
+    ) async throws -> WSClient {
+        let client = WSClient(url: (url ?? server.wsURL) + query, headers: headers, tls: tls)
         guard let welcome = try await client.next(), welcome["type"] == "welcome" else {
             throw TestFailure("no welcome frame")
         }
@@ -67,6 +75,7 @@ final class WSClient: Sendable {
 
     func sendText(_ text: String) { outgoing.yield(.text(text)) }
     func sendBinary(_ bytes: [UInt8]) { outgoing.yield(.binary(bytes)) }
+    func sendRawText(_ bytes: [UInt8]) { outgoing.yield(.rawText(bytes)) }
 
     func close() async -> UInt16? {
         outgoing.yield(.close)

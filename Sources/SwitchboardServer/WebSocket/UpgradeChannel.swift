@@ -1,0 +1,207 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+import SwitchboardCore
+@_spi(WSInternal) import WSCore
+
+/// The handshake of `/v1/ws` as its checks see it, read from the raw HTTP/1 request head.
+struct HandshakeRequest: Sendable {
+    var path: String
+    var origin: String?
+    var host: String?
+    var credential: String?
+}
+
+/// What an accepted handshake hands to the connection.
+struct Admission: Sendable {
+    var identity: Identity
+    var ip: String
+}
+
+/// HTTP/1.1 plus the WebSocket upgrade on one port.
+///
+/// Unlike hummingbird-websocket's channel, which answers every refused upgrade with a bare
+/// 400, a refused handshake here is answered with the reason as a problem document: 401,
+/// 403 or 429 (SPEC section 5). (NIO does not pass a declined upgrade request on to the
+/// HTTP pipeline, so the router cannot answer it.)
+/// Adapted from hummingbird-websocket's `HTTP1WebSocketUpgradeChannel` (Apache 2.0).
+struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
+    enum Negotiated: Sendable {
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, ProtocolError)
+        case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, Admission)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let negotiated: EventLoopFuture<Negotiated>
+        let channel: any Channel
+    }
+
+    struct SessionContext: WebSocketContext {
+        let logger: Logger
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let idleTimeout: Duration
+    let webSocket: WebSocketServerConfiguration
+    /// Runs the handshake's checks.
+    let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>
+    /// Runs an accepted connection.
+    let run: @Sendable (WebSocketInboundStream, WebSocketOutboundWriter, Admission, Logger) async throws -> Void
+
+    init(
+        responder: @escaping HTTPChannelHandler.Responder,
+        idleTimeout: Duration,
+        webSocket: WebSocketServerConfiguration,
+        admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>,
+        run: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter, Admission, Logger) async throws -> Void
+    ) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.idleTimeout = idleTimeout
+        self.webSocket = webSocket
+        self.admit = admit
+        self.run = run
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let verdict = NIOLoopBoundBox<Result<Admission, ProtocolError>?>(nil, eventLoop: channel.eventLoop)
+            let admit = self.admit
+            let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
+                maxFrameSize: webSocket.maxFrameSize,
+                shouldUpgrade: { channel, head in
+                    let request = Self.handshakeRequest(head)
+                    let remote = channel.remoteAddress
+                    let promise = channel.eventLoop.makePromise(of: Result<Admission, ProtocolError>.self)
+                    promise.completeWithTask {
+                        guard request.path == "/v1/ws" else {
+                            return .failure(.notFound("no WebSocket endpoint at \(request.path); use /v1/ws"))
+                        }
+                        return await admit(request, remote)
+                    }
+                    return promise.futureResult.hop(to: channel.eventLoop).map { result -> HTTPHeaders? in
+                        verdict.value = result
+                        if case .success = result { return HTTPHeaders() }
+                        return nil
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        guard case .success(let admission) = verdict.value else { throw CloseConnection() }
+                        return .webSocket(asyncChannel, admission)
+                    }
+                }
+            )
+            let idleTimeout = self.idleTimeout
+            let upgrades = NIOTypedHTTPServerUpgradeConfiguration<Negotiated>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        if case .failure(let refusal) = verdict.value { return .refusedUpgrade(http, refusal) }
+                        return .http(http)
+                    }
+                }
+            )
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(upgradeConfiguration: upgrades)
+            configuration.enablePipelining = false
+            configuration.enableErrorHandling = false
+            configuration.enableResponseHeaderValidation = false
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            return Value(negotiated: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.negotiated.get() {
+            case .http(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refusedUpgrade(let http, let refusal):
+                await Self.writeRefusal(refusal, to: http, logger: logger)
+            case .webSocket(let frames, let admission):
+                let run = self.run
+                _ = try await WebSocketHandler.handle(
+                    type: .server,
+                    configuration: .init(
+                        extensions: [],
+                        autoPing: webSocket.autoPing,
+                        closeTimeout: webSocket.closeTimeout,
+                        validateUTF8: webSocket.validateUTF8,
+                        maxFrameSize: webSocket.maxFrameSize
+                    ),
+                    asyncChannel: frames,
+                    context: SessionContext(logger: logger),
+                    handler: { inbound, outbound, context in try await run(inbound, outbound, admission, context.logger) }
+                )
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func handshakeRequest(_ head: HTTPRequestHead) -> HandshakeRequest {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        var credential: String?
+        if let authorization = head.headers["Authorization"].first {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { credential = String(parts[1]) }
+        }
+        if credential == nil { credential = head.headers["X-API-Key"].first }
+        if credential == nil { credential = Credentials.queryToken(in: head.uri) }
+        return HandshakeRequest(path: path, origin: head.headers["Origin"].first, host: head.headers["Host"].first, credential: credential)
+    }
+
+    /// A later request on a kept-alive connection cannot upgrade (the upgrade handler is gone):
+    /// send it to a new connection, as hummingbird-websocket does.
+    static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                return try await responder(request, writer, channel)
+            }
+            var path = request.uri.path
+            if let query = request.uri.query { path += "?\(query)" }
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: path]))
+            throw CloseConnection()
+        }
+    }
+
+    /// Answers a refused handshake with its problem document and closes the connection.
+    static func writeRefusal(_ refusal: ProtocolError, to http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, logger: Logger) async {
+        let body = ByteBuffer(string: Problem.document(refusal, path: "/v1/ws").serialized)
+        let headers: HTTPFields = [
+            .contentType: "application/problem+json",
+            .contentLength: String(body.readableBytes),
+            .connection: "close",
+        ]
+        do {
+            try await http.executeThenClose { _, outbound in
+                try await outbound.write(contentsOf: [
+                    .head(HTTPResponse(status: Problem.status(refusal), headerFields: headers)),
+                    .body(body),
+                    .end(nil),
+                ])
+            }
+        } catch {
+            logger.trace("could not answer a refused handshake", metadata: ["error": "\(error)"])
+        }
+    }
+
+    struct CloseConnection: Error {}
+}
