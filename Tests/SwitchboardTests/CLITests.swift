@@ -17,6 +17,7 @@ struct CLITests {
     struct Result {
         var status: Int32
         var stderr: String
+        var stdout: String
     }
 
     func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(20)) async throws -> Result {
@@ -25,15 +26,17 @@ struct CLITests {
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let err = Pipe()
+        let out = Pipe()
         process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = out
         try process.run()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return Result(status: process.terminationStatus, stderr: text)
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return Result(status: process.terminationStatus, stderr: text, stdout: output)
     }
 
     @Test("wrong options and unreadable config files exit non-zero with a one-line error")
@@ -60,6 +63,27 @@ struct CLITests {
         #expect(unknown.status != 0)
         #expect(unknown.stderr.contains("--no-such-flag"))
         #expect(unknown.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test("token mints a JWT that the server accepts for exactly its grants")
+    func mintToken() async throws {
+        let minted = try await run(
+            ["token", "--sub", "alice", "--channels", "chat:*", "--publish", "chat:*", "--ttl", "1h", "--info", #"{"name": "Alice"}"#],
+            environment: ["SWITCHBOARD_JWT_SECRET": Tokens.secret]
+        )
+        #expect(minted.status == 0, "\(minted.stderr)")
+        let token = minted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.split(separator: ".").count == 3)
+        try await TestServer.with(configure: SecurityTests.secured) { server in
+            let client = try await WSClient.connect(server, headers: ["Authorization": "Bearer \(token)"])
+            #expect(try await client.command("subscribe", ["channel": "chat:x"])["result"]?["channel"] == "chat:x")
+            #expect(try await client.command("publish", ["channel": "chat:x", "data": 1])["result"]?["offset"] == 1)
+            #expect(try await client.command("subscribe", ["channel": "chatroom:x"])["error"]?["code"] == "forbidden")
+            _ = await client.close()
+        }
+        let short = try await run(["token", "--sub", "alice"], environment: ["SWITCHBOARD_JWT_SECRET": "short"])
+        #expect(short.status != 0)
+        #expect(short.stderr.contains("at least 32"))
     }
 
     @Test("serve --port 0 logs the bound address")
