@@ -1,12 +1,14 @@
 import NIOCore
 import Synchronization
 
-/// Routes committed channel messages to subscribers, in offset order.
+/// Routes committed channel messages to subscribers, in offset order, and keeps presence.
 ///
 /// The store calls `dispatch` in commit order, so subscribers see offsets in order.
 /// A subscription starts in catch-up mode: live messages are held back while the
 /// subscriber's missed messages are read from history, and released by `goLive` without
 /// the ones history already delivered, so nothing is lost or repeated at the boundary.
+/// In presence namespaces each subscription is a member; subscribers that asked for
+/// presence get `join` and `leave` pushes when others come and go.
 public final class Hub: Sendable {
     private struct Subscription {
         let subscriber: any Subscriber
@@ -16,6 +18,10 @@ public final class Hub: Sendable {
         var pending: [ChannelMessage]?
         /// Catch-up held more than `maxPending` messages: the subscriber must resume later.
         var overflowed = false
+        /// This subscription as a presence member, in presence namespaces.
+        let member: Member?
+        /// Wants `join` and `leave` pushes.
+        let wantsPresence: Bool
     }
 
     private struct State {
@@ -47,7 +53,7 @@ public final class Hub: Sendable {
                     continue
                 }
                 if frame == nil { frame = message.frame }
-                sub.subscriber.send(frame!)
+                sub.subscriber.deliver(message, frame: frame!)
                 sub.lastOffset = message.offset
                 subscriptions[key] = sub
                 delivered &+= 1
@@ -58,11 +64,13 @@ public final class Hub: Sendable {
     }
 
     /// Registers a subscription in catch-up mode. False if it already exists.
-    public func beginSubscribe(_ subscriber: any Subscriber, channel: String) -> Bool {
+    public func beginSubscribe(_ subscriber: any Subscriber, channel: String, member: Member? = nil, wantsPresence: Bool = false) -> Bool {
         state.withLock { s in
             let key = ObjectIdentifier(subscriber)
             if s.channels[channel]?[key] != nil { return false }
-            s.channels[channel, default: [:]][key] = Subscription(subscriber: subscriber, lastOffset: -1, pending: [])
+            s.channels[channel, default: [:]][key] = Subscription(
+                subscriber: subscriber, lastOffset: -1, pending: [], member: member, wantsPresence: wantsPresence
+            )
             return true
         }
     }
@@ -75,12 +83,13 @@ public final class Hub: Sendable {
             guard var sub = s.channels[channel]?[key] else { return true }
             guard !sub.overflowed else { return false }
             for message in sub.pending ?? [] where message.offset > offset {
-                subscriber.send(message.frame)
+                subscriber.deliver(message, frame: message.frame)
                 s.delivered &+= 1
             }
             sub.lastOffset = max(offset, sub.pending?.last?.offset ?? offset)
             sub.pending = nil
             s.channels[channel]![key] = sub
+            if let member = sub.member { announce(member.frame("join", channel: channel), in: s.channels[channel]!, except: key) }
             return true
         }
     }
@@ -89,10 +98,33 @@ public final class Hub: Sendable {
     public func unsubscribe(_ subscriber: any Subscriber, channel: String) -> Bool {
         state.withLock { s in
             let key = ObjectIdentifier(subscriber)
-            guard s.channels[channel]?.removeValue(forKey: key) != nil else { return false }
-            if s.channels[channel]!.isEmpty { s.channels.removeValue(forKey: channel) }
+            guard let removed = s.channels[channel]?.removeValue(forKey: key) else { return false }
+            if s.channels[channel]!.isEmpty {
+                s.channels.removeValue(forKey: channel)
+            } else if let member = removed.member, removed.pending == nil {
+                announce(member.frame("leave", channel: channel), in: s.channels[channel]!, except: key)
+            }
             return true
         }
+    }
+
+    /// Sends a join or leave to the live subscribers that asked for presence.
+    private func announce(_ frame: ByteBuffer, in subscriptions: [ObjectIdentifier: Subscription], except: ObjectIdentifier) {
+        for (key, sub) in subscriptions where key != except && sub.wantsPresence && sub.pending == nil {
+            sub.subscriber.send(frame)
+        }
+    }
+
+    /// The channel's presence members, in client order.
+    public func members(channel: String) -> [Member] {
+        state.withLock { s in
+            (s.channels[channel]?.values.compactMap(\.member) ?? []).sorted { $0.client < $1.client }
+        }
+    }
+
+    /// Subscriptions on this node, all channels together.
+    public var subscriptionCount: Int {
+        state.withLock { s in s.channels.values.reduce(0) { $0 + $1.count } }
     }
 
     public func subscriberCount(channel: String) -> Int {
@@ -107,6 +139,11 @@ public final class Hub: Sendable {
     public struct Counters: Sendable {
         public var published: UInt64
         public var delivered: UInt64
+
+        public init(published: UInt64, delivered: UInt64) {
+            self.published = published
+            self.delivered = delivered
+        }
     }
 
     public var counters: Counters {

@@ -19,6 +19,8 @@ public final class OutboundQueue: Sendable {
         var closing: (code: UInt16, reason: String)?
         var finished = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// A producer waiting for the queue to drain to a level (catch-up pacing).
+        var roomWaiter: (bytes: Int, continuation: CheckedContinuation<Void, Never>)?
     }
 
     private let state = Mutex(State())
@@ -37,6 +39,8 @@ public final class OutboundQueue: Sendable {
             if s.queuedBytes + frame.readableBytes > limitBytes && s.queuedBytes > 0 {
                 s.closing = (4100, "slow consumer: more than \(limitBytes) bytes waiting; reconnect and resume")
                 s.frames.removeAll()
+                s.roomWaiter?.continuation.resume()
+                s.roomWaiter = nil
                 accepted = false
             } else {
                 s.frames.append(frame)
@@ -55,32 +59,53 @@ public final class OutboundQueue: Sendable {
 
     /// Marks `bytes` as written to the socket, making room for more.
     public func didWrite(bytes: Int) {
-        state.withLock { $0.queuedBytes -= bytes }
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.queuedBytes -= bytes
+            guard let room = s.roomWaiter, s.queuedBytes <= room.bytes else { return nil }
+            s.roomWaiter = nil
+            return room.continuation
+        }
+        waiter?.resume()
+    }
+
+    /// Waits until at most `bytes` are queued (or the queue is closing), so that a producer
+    /// with a lot to send, such as a catch-up from history, does not overflow the queue.
+    public func waitForRoom(atMost bytes: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.queuedBytes <= bytes || s.finished || s.closing != nil { return true }
+                s.roomWaiter?.continuation.resume()
+                s.roomWaiter = (bytes, continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     /// Asks the writer to close the connection after what is queued now; later pushes are dropped.
     public func close(code: UInt16, reason: String) {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let (waiter, room) = state.withLock { s -> (CheckedContinuation<Void, Never>?, CheckedContinuation<Void, Never>?) in
             if s.closing == nil { s.closing = (code, reason) }
-            let w = s.waiter
-            s.waiter = nil
-            return w
+            defer { s.waiter = nil; s.roomWaiter = nil }
+            return (s.waiter, s.roomWaiter?.continuation)
         }
         waiter?.resume()
+        room?.resume()
     }
 
     /// Stops the queue; the writer gets `.finished` once it has taken what was queued.
     public func finish() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let (waiter, room) = state.withLock { s -> (CheckedContinuation<Void, Never>?, CheckedContinuation<Void, Never>?) in
             s.finished = true
-            let w = s.waiter
-            s.waiter = nil
-            return w
+            defer { s.waiter = nil; s.roomWaiter = nil }
+            return (s.waiter, s.roomWaiter?.continuation)
         }
         waiter?.resume()
+        room?.resume()
     }
 
-    /// Waits for frames; returns everything queued so far, in order.
+    /// Waits for frames; returns everything queued so far, in order. Cancelling the waiting
+    /// task finishes the queue.
     public func next() async -> Next {
         while true {
             let ready: Next? = state.withLock { s in
@@ -94,13 +119,17 @@ public final class OutboundQueue: Sendable {
                 return nil
             }
             if let ready { return ready }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.closing != nil || s.finished || !s.frames.isEmpty { return true }
-                    s.waiter = continuation
-                    return false
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { s -> Bool in
+                        if s.closing != nil || s.finished || !s.frames.isEmpty { return true }
+                        s.waiter = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
                 }
-                if resumeNow { continuation.resume() }
+            } onCancel: {
+                self.finish()
             }
         }
     }

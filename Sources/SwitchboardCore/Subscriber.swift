@@ -2,8 +2,43 @@ import NIOCore
 
 /// Something that receives a channel's frames: a WebSocket connection, an SSE stream, a poll.
 ///
-/// `send` is called by the hub in commit order while it holds its lock, so it must only
-/// enqueue: it never blocks and never calls back into the hub.
+/// The hub calls these in commit order while it holds its lock, so they must only enqueue:
+/// never block and never call back into the hub.
 public protocol Subscriber: AnyObject, Sendable {
+    /// A frame that is not a channel message (a reply, a join or leave).
     func send(_ frame: ByteBuffer)
+    /// A channel message; `frame` is its push frame, encoded once for every subscriber.
+    func deliver(_ message: ChannelMessage, frame: ByteBuffer)
+    /// Waits until the subscriber has room for more (catch-up sends history in paced batches).
+    func waitForRoom() async
+}
+
+extension Subscriber {
+    public func deliver(_ message: ChannelMessage, frame: ByteBuffer) {
+        send(frame)
+    }
+
+    public func waitForRoom() async {}
+}
+
+/// A presence member: who is subscribed (SPEC section 3).
+public struct Member: Sendable, Equatable {
+    public var client: String
+    public var user: String?
+    public var info: JSONValue?
+
+    public init(client: String, user: String?, info: JSONValue?) {
+        self.client = client
+        self.user = user
+        self.info = info
+    }
+
+    public var json: JSONValue {
+        ["client": .string(client), "user": user.map(JSONValue.string) ?? .null, "info": info ?? .null]
+    }
+
+    /// `{"channel":…,"member":{…},"type":"join"|"leave"}`.
+    func frame(_ type: String, channel: String) -> ByteBuffer {
+        ByteBuffer(string: JSONValue.object(["type": .string(type), "channel": .string(channel), "member": json]).serialized)
+    }
 }

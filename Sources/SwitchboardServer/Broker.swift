@@ -9,12 +9,14 @@ public final class Broker: Sendable {
     public let store: any Store
     public let hub: Hub
     public let namespaces: Namespaces
+    public let metrics: ServerMetrics
     private let ids = RecordIDGenerator()
 
-    public init(store: any Store, hub: Hub, namespaces: Namespaces) {
+    public init(store: any Store, hub: Hub, namespaces: Namespaces, metrics: ServerMetrics = ServerMetrics()) {
         self.store = store
         self.hub = hub
         self.namespaces = namespaces
+        self.metrics = metrics
     }
 
     public func policy(forChannel channel: String) -> NamespacePolicy {
@@ -32,13 +34,15 @@ public final class Broker: Sendable {
             throw ProtocolError.badRequest("idempotency_key must be 1-200 bytes")
         }
         let hub = self.hub
-        return try await store.publish(
-            channel: channel,
-            data: data.serialized,
-            idempotencyKey: idempotencyKey,
-            history: policy(forChannel: channel).history,
-            onCommit: { hub.dispatch($0) }
-        )
+        return try await metrics.timeStore {
+            try await store.publish(
+                channel: channel,
+                data: data.serialized,
+                idempotencyKey: idempotencyKey,
+                history: policy(forChannel: channel).history,
+                onCommit: { hub.dispatch($0) }
+            )
+        }
     }
 
     /// Channels that only the server itself publishes on.
@@ -71,13 +75,15 @@ public final class Broker: Sendable {
     ) async throws -> RecordWriteResult {
         let hub = self.hub
         let channel = Names.collectionChannel(collection)
-        return try await store.writeRecord(
-            collection: collection,
-            id: id,
-            history: policy(forChannel: channel).history,
-            decide: decide,
-            onCommit: { hub.dispatch($0) }
-        )
+        return try await metrics.timeStore {
+            try await store.writeRecord(
+                collection: collection,
+                id: id,
+                history: policy(forChannel: channel).history,
+                decide: decide,
+                onCommit: { hub.dispatch($0) }
+            )
+        }
     }
 
     // MARK: Subscribing
@@ -93,24 +99,31 @@ public final class Broker: Sendable {
     /// the position and any missed messages in one snapshot, sends `reply` and then the missed
     /// messages through `subscriber`, and releases the held live messages after them.
     /// No message is lost or sent twice at the boundary, whatever is published meanwhile.
+    /// In presence namespaces, `member` is who the subscriber is; `wantsPresence` asks for
+    /// join and leave pushes. `reply` (optional) is sent before the missed messages.
     public func subscribe(
         _ subscriber: any Subscriber,
         channel: String,
         since: Position?,
-        reply: (Position, Bool) -> ByteBuffer
+        member: Member? = nil,
+        wantsPresence: Bool = false,
+        reply: ((Position, Bool) -> ByteBuffer)? = nil
     ) async throws -> Subscription {
-        guard hub.beginSubscribe(subscriber, channel: channel) else {
+        let presence = policy(forChannel: channel).presence
+        guard hub.beginSubscribe(subscriber, channel: channel, member: presence ? member : nil, wantsPresence: presence && wantsPresence) else {
             throw ProtocolError(.conflict, "already subscribed to \"\(channel)\"")
         }
         let slice: HistorySlice
         do {
             let history = policy(forChannel: channel).history
-            slice = try await store.history(
-                channel: channel,
-                after: since?.offset ?? Int64.max,
-                limit: max(history.size, 1),
-                history: history
-            )
+            slice = try await metrics.timeStore {
+                try await store.history(
+                    channel: channel,
+                    after: since?.offset ?? Int64.max,
+                    limit: max(history.size, 1),
+                    history: history
+                )
+            }
         } catch {
             hub.unsubscribe(subscriber, channel: channel)
             throw error
@@ -122,9 +135,14 @@ public final class Broker: Sendable {
         {
             recovered = true
         }
-        subscriber.send(reply(position, recovered))
+        if let reply { subscriber.send(reply(position, recovered)) }
         if recovered {
-            for message in slice.messages { subscriber.send(message.frame) }
+            // Paced, so that a long catch-up never trips the slow-consumer limit: live
+            // messages wait in the hub meanwhile.
+            for (i, message) in slice.messages.enumerated() {
+                if i % 64 == 63 { await subscriber.waitForRoom() }
+                subscriber.deliver(message, frame: message.frame)
+            }
         }
         let live = hub.goLive(subscriber, channel: channel, after: position.offset)
         return Subscription(position: position, recovered: recovered, live: live)

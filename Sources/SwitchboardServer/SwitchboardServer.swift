@@ -14,15 +14,17 @@ public struct SwitchboardServer: Sendable {
     public let configuration: ServerConfiguration
     public let broker: Broker
     public let limiter: ClientLimiter
+    public let metrics: ServerMetrics
     let authenticator: Authenticator
     let gate: HandshakeGate
     private let tls: TLSConfiguration?
     private let logger: Logger
 
-    public init(configuration: ServerConfiguration, logger: Logger) async throws {
+    public init(configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics = ServerMetrics()) async throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
         authenticator = try await Authenticator(configuration: configuration)
         limiter = ClientLimiter(limits: configuration.limits)
         gate = HandshakeGate(
@@ -32,7 +34,7 @@ public struct SwitchboardServer: Sendable {
         )
         tls = try Self.tlsConfiguration(configuration)
         let store = try SQLiteStore(path: configuration.sqlitePath())
-        broker = Broker(store: store, hub: Hub(), namespaces: configuration.namespaces)
+        broker = Broker(store: store, hub: Hub(), namespaces: configuration.namespaces, metrics: metrics)
     }
 
     private static func tlsConfiguration(_ c: ServerConfiguration) throws(ConfigurationError) -> TLSConfiguration? {
@@ -51,11 +53,15 @@ public struct SwitchboardServer: Sendable {
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode)
         let router = Router(context: SwitchboardRequestContext.self)
         router.middlewares.add(CORSMiddleware(origins: origins))
+        router.middlewares.add(MetricsMiddleware(metrics: metrics))
         router.middlewares.add(ProblemMiddleware())
         router.middlewares.add(AuthMiddleware(authenticator: authenticator))
         CollectionRoutes(broker: broker, limits: configuration.limits).register(on: router)
         ChannelRoutes(broker: broker, limits: configuration.limits).register(on: router)
         SystemRoutes(broker: broker).register(on: router)
+        EventStreamRoute(broker: broker, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
+            .register(on: router)
+        LongPollRoute(broker: broker).register(on: router)
 
         let broker = self.broker
         let configuration = self.configuration

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
 import SwitchboardServer
 
 /// `switchboard serve`: flags, then `SWITCHBOARD_<OPTION>` environment variables, then the config file.
@@ -35,6 +38,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Allow listening beyond loopback without auth. Env: SWITCHBOARD_INSECURE=1.")
     var insecure = false
 
+    @Option(help: "Seconds to drain on SIGTERM or SIGINT before closing what is left (default 10). Env: SWITCHBOARD_DRAIN_TIMEOUT.")
+    var drainTimeout: Int?
+
     @Option(help: "text or json (default text). Env: SWITCHBOARD_LOG_FORMAT.")
     var logFormat: String?
 
@@ -64,9 +70,26 @@ struct Serve: AsyncParsableCommand {
             configuration.apiKey = env("API_KEY")
             configuration.jwtSecret = env("JWT_SECRET")
 
+            if let v = try drainTimeout ?? env("DRAIN_TIMEOUT").map({ try Self.int($0, name: "SWITCHBOARD_DRAIN_TIMEOUT") }) {
+                configuration.drainTimeoutSeconds = v
+            }
+
             let logger = try Self.makeLogger(format: logFormat ?? env("LOG_FORMAT") ?? "text", level: logLevel ?? env("LOG_LEVEL") ?? "info")
-            let server = try await SwitchboardServer(configuration: configuration, logger: logger)
-            try await server.application().runService()
+            // One registry for our metrics and anything that reports through swift-metrics.
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            let server = try await SwitchboardServer(configuration: configuration, logger: logger, metrics: ServerMetrics(registry: registry))
+            // SIGTERM or SIGINT: stop accepting, close WebSockets with 1012, end streams and
+            // polls, let in-flight requests finish, and give up after the drain timeout.
+            var group = ServiceGroupConfiguration(
+                services: [try server.application()],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+            group.maximumGracefulShutdownDuration = .seconds(configuration.drainTimeoutSeconds)
+            group.maximumCancellationDuration = .seconds(5)
+            try await ServiceGroup(configuration: group).run()
+            logger.info("stopped")
         } catch let error as ConfigurationError {
             Self.fail(error.description)
         }

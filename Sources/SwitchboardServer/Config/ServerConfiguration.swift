@@ -20,6 +20,8 @@ public struct ServerConfiguration: Sendable {
     /// PEM files to serve https and wss.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
+    /// Seconds a graceful shutdown may take before what is left is cancelled.
+    public var drainTimeoutSeconds = 10
     /// How often expired history is deleted.
     public var pruneIntervalSeconds = 60
 

@@ -11,6 +11,7 @@ struct ChannelRoutes {
         router.get("v1/channels", use: listChannels)
         router.post("v1/channels/:channel/messages", use: publish)
         router.get("v1/channels/:channel/messages", use: history)
+        router.get("v1/channels/:channel/presence", use: presence)
     }
 
     func publish(_ request: Request, context: Context) async throws -> Response {
@@ -66,6 +67,19 @@ struct ChannelRoutes {
             }
         }
         return .json(try await broker.historyJSON(channel: channel, since: since, limit: limit))
+    }
+
+    func presence(_ request: Request, context: Context) async throws -> Response {
+        let channel = try Self.channelName(context)
+        let policy = broker.policy(forChannel: channel)
+        guard context.identity.mayRead(channel: channel, policy: policy) else {
+            throw context.identity.refusal("presence of \"\(channel)\"")
+        }
+        guard policy.presence else {
+            throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
+        }
+        let members = broker.hub.members(channel: channel).map(\.json)
+        return .json(["channel": .string(channel), "members": .array(members)])
     }
 
     func listChannels(_ request: Request, context: Context) async throws -> Response {

@@ -16,6 +16,14 @@ struct SystemRoutes {
                 throw ProtocolError(.unavailable, "the database is not reachable")
             }
         }
+        router.get("metrics") { _, context -> Response in
+            guard context.identity.mayAdminister else { throw context.identity.refusal("reading metrics") }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: broker.metrics.render(hub: broker.hub)))
+            )
+        }
         router.get("v1/ws") { _, _ -> Response in
             throw ProtocolError(.upgradeRequired, "/v1/ws is a WebSocket endpoint: send a WebSocket upgrade request")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -20,6 +21,8 @@ final class WebSocketSession: Subscriber {
     private let identityBox: Mutex<Identity>
     /// Closes the connection with 4101 when the token expires without a refresh.
     private let expiryWatch = Mutex<Task<Void, Never>?>(nil)
+    /// The close code and reason the server sent, for the disconnect log line.
+    private let closedWith = Mutex<(code: UInt16, reason: String)?>(nil)
 
     init(broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger) {
         self.clientID = Self.makeClientID()
@@ -42,6 +45,10 @@ final class WebSocketSession: Subscriber {
         queue.push(frame)
     }
 
+    func waitForRoom() async {
+        await queue.waitForRoom(atMost: queue.limitBytes / 2)
+    }
+
     private func send(_ text: String) {
         queue.push(ByteBuffer(string: text))
     }
@@ -54,6 +61,9 @@ final class WebSocketSession: Subscriber {
         send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
         watchExpiry()
         var readError: (any Error)?
+        broker.metrics.connectionOpened(transport: "websocket")
+        defer { broker.metrics.connectionClosed(transport: "websocket") }
+        await withGracefulShutdownHandler {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.writeLoop(outbound) }
             var commands = TokenBucket(rate: configuration.limits.commandsPerSecond, burst: configuration.limits.commandBurst)
@@ -62,6 +72,7 @@ final class WebSocketSession: Subscriber {
                 for try await message in inbound.messages(maxSize: configuration.limits.messageBytes) {
                     guard commands.take() else {
                         refusedInARow += 1
+                        broker.metrics.rateLimitedCommands.increment()
                         if refusedInARow > configuration.limits.commandBurst {
                             queue.close(code: 4129, reason: "rate limited: too many commands; reconnect later")
                         } else {
@@ -78,11 +89,19 @@ final class WebSocketSession: Subscriber {
             }
             queue.finish()
         }
+        } onGracefulShutdown: {
+            self.queue.close(code: 1012, reason: "server restarting; reconnect")
+        }
         expiryWatch.withLock { $0?.cancel() }
         for channel in channels.withLock({ $0 }) {
             broker.unsubscribe(self, channel: channel)
         }
-        logger.info("disconnected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
+        let closed = closedWith.withLock { $0 }
+        logger.info("disconnected", metadata: [
+            "client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket",
+            "code": "\(closed.map { String($0.code) } ?? (readError == nil ? "client" : "protocol error"))",
+            "reason": "\(closed?.reason ?? readError.map { "\($0)" } ?? "closed by the client")",
+        ])
         if let readError { throw readError }
     }
 
@@ -100,7 +119,8 @@ final class WebSocketSession: Subscriber {
                     queue.didWrite(bytes: frame.readableBytes)
                 }
             case .close(let code, let reason):
-                logger.info("closing", metadata: ["client": "\(clientID)", "code": "\(code)", "reason": "\(reason)"])
+                closedWith.withLock { $0 = (code, reason) }
+                if code == 4100 { broker.metrics.slowConsumerCloses.increment() }
                 try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
                 queue.finish()
                 return
@@ -191,8 +211,12 @@ final class WebSocketSession: Subscriber {
         case .refresh:
             try await refresh(command)
         case .presence:
-            _ = try command.channel()
-            throw ProtocolError.badRequest("presence is not supported by this server version")
+            let channel = try command.channel()
+            let policy = broker.policy(forChannel: channel)
+            guard identity.mayRead(channel: channel, policy: policy) else { throw identity.refusal("presence of \"\(channel)\"") }
+            guard policy.presence else { throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"") }
+            let members = broker.hub.members(channel: channel).map(\.json)
+            send(ServerFrames.reply(id: command.id, result: ["members": .array(members)]))
         }
     }
 
@@ -247,7 +271,10 @@ final class WebSocketSession: Subscriber {
         let id = command.id
         let subscription: Broker.Subscription
         do {
-            subscription = try await broker.subscribe(self, channel: channel, since: since) { position, recovered in
+            let member = Member(client: clientID, user: identity.user, info: identity.info)
+            subscription = try await broker.subscribe(
+                self, channel: channel, since: since, member: member, wantsPresence: wantsPresence
+            ) { position, recovered in
                 ByteBuffer(string: ServerFrames.reply(id: id, result: [
                     "channel": .string(channel), "epoch": .string(position.epoch),
                     "offset": .int(position.offset), "recovered": .bool(recovered),

@@ -1,0 +1,191 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import SwitchboardCore
+
+/// One Server-Sent Events stream (SPEC section 4): the same messages and offsets as the
+/// WebSocket, each event's `id` carrying the position of every channel of the stream, so
+/// that `Last-Event-ID` resumes all of them without a gap.
+final class EventStream: Subscriber {
+    let channels: [String]
+    let queue: OutboundQueue
+    private let positions = Mutex<[String: Position]>([:])
+
+    init(channels: [String], queueBytes: Int) {
+        self.channels = channels
+        self.queue = OutboundQueue(limitBytes: queueBytes)
+    }
+
+    /// Frames that are already whole events (the `subscribed` event, joins and leaves are not sent).
+    func send(_ frame: ByteBuffer) {
+        queue.push(frame)
+    }
+
+    func waitForRoom() async {
+        await queue.waitForRoom(atMost: queue.limitBytes / 2)
+    }
+
+    func deliver(_ message: ChannelMessage, frame: ByteBuffer) {
+        let id = advance(message.channel, to: message.position)
+        var event = ByteBuffer(string: "id: \(id)\nevent: message\ndata: ")
+        event.writeImmutableBuffer(frame)
+        event.writeString("\n\n")
+        queue.push(event)
+    }
+
+    /// The `subscribed` event for one channel: its position and whether `Last-Event-ID` recovered it.
+    func subscribedEvent(channel: String, position: Position, recovered: Bool) -> ByteBuffer {
+        let id = advance(channel, to: position)
+        let data: JSONValue = [
+            "channel": .string(channel), "epoch": .string(position.epoch),
+            "offset": .int(position.offset), "recovered": .bool(recovered),
+        ]
+        return ByteBuffer(string: "id: \(id)\nevent: subscribed\ndata: \(data.serialized)\n\n")
+    }
+
+    /// Records `channel` at `position` and returns the event id for all channels.
+    private func advance(_ channel: String, to position: Position) -> String {
+        positions.withLock { p in
+            p[channel] = position
+            return Self.eventID(p, order: channels)
+        }
+    }
+
+    /// `CHANNEL@EPOCH:OFFSET;…` in the stream's channel order.
+    static func eventID(_ positions: [String: Position], order: [String]) -> String {
+        order.compactMap { channel in positions[channel].map { "\(channel)@\($0)" } }.joined(separator: ";")
+    }
+
+    /// Parses a `Last-Event-ID`; entries that do not parse are ignored (those channels start fresh).
+    static func parseEventID(_ text: String) -> [String: Position] {
+        var result: [String: Position] = [:]
+        for entry in text.split(separator: ";") {
+            // Channel names may contain "@"; epochs never do, so the last "@" separates them.
+            guard let at = entry.lastIndex(of: "@") else { continue }
+            let channel = String(entry[..<at])
+            guard Names.isChannel(channel), let position = Position(entry[entry.index(after: at)...]) else { continue }
+            result[channel] = position
+        }
+        return result
+    }
+}
+
+/// `GET /v1/sse?channels=a,b`.
+struct EventStreamRoute {
+    typealias Context = SwitchboardRequestContext
+    let broker: Broker
+    let gate: HandshakeGate
+    let limiter: ClientLimiter
+    let configuration: ServerConfiguration
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func register(on router: Router<Context>) {
+        router.get("v1/sse", use: open)
+    }
+
+    func open(_ request: Request, context: Context) async throws -> Response {
+        let names = request.uri.queryParameters["channels"].map { $0.split(separator: ",").map(String.init) } ?? []
+        guard !names.isEmpty else { throw ProtocolError.badRequest("channels is required: /v1/sse?channels=a,b") }
+        guard names.count <= configuration.limits.subscriptions else {
+            throw ProtocolError(.tooLarge, "at most \(configuration.limits.subscriptions) channels a stream")
+        }
+        var channels: [String] = []
+        for name in names where !channels.contains(name) {
+            guard Names.isChannel(name) else { throw ProtocolError.badRequest("bad channel name \"\(name.prefix(80))\"") }
+            channels.append(name)
+        }
+        let ip = context.clientIP
+        let handshake = HandshakeRequest(
+            path: request.uri.path, origin: request.headers[.origin], host: request.head.authority,
+            credential: Credentials.from(request)
+        )
+        let identity = try await gate.admit(handshake, ip: ip)
+        for channel in channels where !identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) {
+            throw identity.refusal("subscribing to \"\(channel)\"")
+        }
+
+        let resume = request.headers[HTTPField.Name("Last-Event-ID")!].map(EventStream.parseEventID) ?? [:]
+        let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
+        stream.send(ByteBuffer(string: "retry: 1000\n\n"))
+        let streamChannels = channels
+        let broker = self.broker
+        let limiter = self.limiter
+        let metrics = self.metrics
+        let logger = self.logger
+        let keepAlive = Duration.seconds(max(1, configuration.heartbeatSeconds))
+        limiter.connectionOpened(ip: ip)
+        metrics.connectionOpened(transport: "sse")
+        logger.info("connected", metadata: ["transport": "sse", "user": "\(identity.user ?? "-")", "channels": "\(channels.count)"])
+        let headers: HTTPFields = [
+            .contentType: "text/event-stream", .cacheControl: "no-cache",
+            HTTPField.Name("X-Accel-Buffering")!: "no",
+        ]
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            defer {
+                for channel in streamChannels { broker.unsubscribe(stream, channel: channel) }
+                limiter.connectionClosed(ip: ip)
+                metrics.connectionClosed(transport: "sse")
+            }
+            let reason = await withGracefulShutdownHandler {
+                await withTaskGroup(of: Void.self) { group in
+                    // Subscribing runs beside the writer: a long catch-up is paced by it.
+                    group.addTask {
+                        do {
+                            for channel in streamChannels {
+                                let subscription = try await broker.subscribe(stream, channel: channel, since: resume[channel]) { position, recovered in
+                                    stream.subscribedEvent(channel: channel, position: position, recovered: recovered)
+                                }
+                                if !subscription.live { stream.queue.close(code: 4100, reason: "slow consumer") }
+                            }
+                        } catch {
+                            logger.error("SSE subscribe failed", metadata: ["error": "\(error)"])
+                            stream.queue.close(code: 1011, reason: "the server could not subscribe this stream")
+                        }
+                    }
+                    group.addTask {
+                        // Comment lines keep proxies and clients from timing the stream out.
+                        while (try? await Task.sleep(for: keepAlive)) != nil {
+                            stream.queue.push(ByteBuffer(string: ": keep-alive\n\n"))
+                        }
+                    }
+                    defer { group.cancelAll() }
+                    return await Self.drain(stream.queue, into: &writer)
+                }
+            } onGracefulShutdown: {
+                stream.queue.close(code: 1012, reason: "server restarting")
+            }
+            logger.info("disconnected", metadata: ["transport": "sse", "reason": "\(reason)"])
+            try? await writer.finish(nil)
+        })
+    }
+
+    /// Writes queued events until the queue closes or the client goes; returns why it ended.
+    private static func drain(_ queue: OutboundQueue, into writer: inout any ResponseBodyWriter) async -> String {
+        while true {
+            switch await queue.next() {
+            case .frames(let frames):
+                for frame in frames {
+                    do {
+                        try await writer.write(frame)
+                    } catch {
+                        queue.finish()
+                        return "client went away"
+                    }
+                    queue.didWrite(bytes: frame.readableBytes)
+                }
+            case .close(let code, let reason):
+                let data: JSONValue = ["code": .int(Int64(code)), "reason": .string(reason)]
+                try? await writer.write(ByteBuffer(string: "event: close\ndata: \(data.serialized)\n\n"))
+                queue.finish()
+                return "\(code) \(reason)"
+            case .finished:
+                return "finished"
+            }
+        }
+    }
+}
