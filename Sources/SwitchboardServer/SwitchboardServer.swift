@@ -104,6 +104,7 @@ public struct SwitchboardServer: Sendable {
                             configuration: configuration,
                             logger: logger
                         )
+                        admission.drain.onDrain { session.drain() }
                         try await session.run(inbound: inbound, outbound: outbound)
                     }
                 ),

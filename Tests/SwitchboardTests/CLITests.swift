@@ -108,6 +108,64 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: "\(dir.path)/db.sqlite"))
     }
 
+    @Test("SIGTERM drains: WebSockets close with 1012, streams and polls end, the process exits, and answered writes are kept")
+    func gracefulDrain() async throws {
+        let port = try FreePort.find()
+        let path = TestServer.temporaryDatabase()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: Self.binary)
+        server.arguments = ["serve", "--port", "\(port)", "--database", "sqlite:\(path)", "--drain-timeout", "5"]
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        let running = TestServer(port: port, databasePath: path, broker: nil)
+        try await Self.waitForHealth(port: port)
+
+        let client = try await WSClient.connect(running)
+        _ = try await client.command("subscribe", ["channel": "chat:drain"])
+        let stream = try RawEventStream(port: port, path: "/v1/sse?channels=chat:drain")
+        #expect(stream.next()?.event == "subscribed")
+        let written = try await HTTP.with(running) { http in
+            try await http.put("/v1/collections/orders/o1", #"{"qty": 3}"#)
+        }
+        #expect(written.status == 201)
+        let poll = Task { try await HTTP.with(running) { http in try await http.get("/v1/poll?channel=chat:drain&timeout=60") } }
+        try await Task.sleep(for: .milliseconds(200))
+
+        let signalled = ContinuousClock.now
+        kill(server.processIdentifier, SIGTERM)
+        let wsClose = await client.closeCode()
+        #expect(wsClose == 1012, "got \(String(describing: wsClose))")
+        var sawClose = false
+        while let event = stream.next(timeout: .seconds(10)) {
+            if event.event == "close" { sawClose = event.json?["code"] == 1012 }
+        }
+        #expect(sawClose)
+        #expect(try await poll.value.status == 200)
+        while server.isRunning && ContinuousClock.now - signalled < .seconds(15) { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!server.isRunning)
+        #expect(server.terminationStatus == 0)
+        #expect(ContinuousClock.now - signalled < .seconds(10))
+
+        // The write answered before the signal is there after a restart.
+        try await TestServer.with(databasePath: path) { again in
+            let record = try await HTTP.with(again) { http in try await http.get("/v1/collections/orders/o1") }
+            #expect(record.json["data"] == ["qty": 3])
+        }
+    }
+
+    static func waitForHealth(port: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if let fd = try? RawSocket.connect(port: port) {
+                RawSocket.close(fd)
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("server did not start on \(port)")
+    }
+
     @Test("tail prints each message once, in order, across a server restart")
     func tailResumes() async throws {
         let port = try FreePort.find()

@@ -8,6 +8,8 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import ServiceLifecycle
+import Synchronization
 import SwitchboardCore
 @_spi(WSInternal) import WSCore
 
@@ -23,6 +25,21 @@ struct HandshakeRequest: Sendable {
 struct Admission: Sendable {
     var identity: Identity
     var ip: String
+    /// Tells the connection that the server is draining.
+    var drain = DrainSignal()
+}
+
+/// Carries a graceful shutdown to a connection, which registers what to do on it.
+final class DrainSignal: Sendable {
+    private let action = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func onDrain(_ body: @escaping @Sendable () -> Void) {
+        action.withLock { $0 = body }
+    }
+
+    func fire() {
+        action.withLock { $0 }?()
+    }
 }
 
 /// HTTP/1.1 plus the WebSocket upgrade on one port.
@@ -137,19 +154,34 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 await Self.writeRefusal(refusal, to: http, logger: logger)
             case .webSocket(let frames, let admission):
                 let run = self.run
-                _ = try await WebSocketHandler.handle(
-                    type: .server,
-                    configuration: .init(
-                        extensions: [],
-                        autoPing: webSocket.autoPing,
-                        closeTimeout: webSocket.closeTimeout,
-                        validateUTF8: webSocket.validateUTF8,
-                        maxFrameSize: webSocket.maxFrameSize
-                    ),
-                    asyncChannel: frames,
-                    context: SessionContext(logger: logger),
-                    handler: { inbound, outbound, context in try await run(inbound, outbound, admission, context.logger) }
+                let configuration = WebSocketHandler.Configuration(
+                    extensions: [],
+                    autoPing: webSocket.autoPing,
+                    closeTimeout: webSocket.closeTimeout,
+                    validateUTF8: webSocket.validateUTF8,
+                    maxFrameSize: webSocket.maxFrameSize
                 )
+                // The WebSocket handler would answer a graceful shutdown by closing with 1000;
+                // it runs detached from the shutdown signal so that the session can close
+                // with 1012 ("restart: reconnect now") after flushing what it has queued.
+                let connection = Task.detached {
+                    _ = try await WebSocketHandler.handle(
+                        type: .server,
+                        configuration: configuration,
+                        asyncChannel: frames,
+                        context: SessionContext(logger: logger),
+                        handler: { inbound, outbound, context in try await run(inbound, outbound, admission, context.logger) }
+                    )
+                }
+                try await withGracefulShutdownHandler {
+                    try await withTaskCancellationHandler {
+                        try await connection.value
+                    } onCancel: {
+                        connection.cancel()
+                    }
+                } onGracefulShutdown: {
+                    admission.drain.fire()
+                }
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])

@@ -1,5 +1,4 @@
 import Foundation
-import ServiceLifecycle
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -53,6 +52,11 @@ final class WebSocketSession: Subscriber {
         queue.push(ByteBuffer(string: text))
     }
 
+    /// On a graceful shutdown: close with 1012 after what is queued, so clients reconnect at once.
+    func drain() {
+        queue.close(code: 1012, reason: "server restarting; reconnect")
+    }
+
     /// Runs the connection. A protocol error on the inbound side (invalid UTF-8, an oversize
     /// fragmented message) is rethrown after cleanup, so the WebSocket handler closes with its
     /// code (1007, 1009).
@@ -63,7 +67,6 @@ final class WebSocketSession: Subscriber {
         var readError: (any Error)?
         broker.metrics.connectionOpened(transport: "websocket")
         defer { broker.metrics.connectionClosed(transport: "websocket") }
-        await withGracefulShutdownHandler {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.writeLoop(outbound) }
             var commands = TokenBucket(rate: configuration.limits.commandsPerSecond, burst: configuration.limits.commandBurst)
@@ -88,9 +91,6 @@ final class WebSocketSession: Subscriber {
                 readError = error
             }
             queue.finish()
-        }
-        } onGracefulShutdown: {
-            self.queue.close(code: 1012, reason: "server restarting; reconnect")
         }
         expiryWatch.withLock { $0?.cancel() }
         for channel in channels.withLock({ $0 }) {

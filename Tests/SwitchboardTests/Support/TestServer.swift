@@ -9,7 +9,8 @@ import SwitchboardServer
 struct TestServer: Sendable {
     let port: Int
     let databasePath: String
-    let broker: Broker
+    /// The server's broker when it runs in this process.
+    let broker: Broker!
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
     var wsURL: String { "ws://127.0.0.1:\(port)/v1/ws" }
