@@ -65,7 +65,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "WSCore", package: "swift-websocket"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            // The browser client, demo pages, dashboard and OpenAPI document, served at /.
+            resources: [.copy("Public")]
         ),
         .executableTarget(
             name: "switchboard",

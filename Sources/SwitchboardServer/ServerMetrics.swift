@@ -16,6 +16,8 @@ public final class ServerMetrics: Sendable {
     let rateLimitedCommands: Counter
     let storeLatency: DurationHistogram
     private let lastHubCounters = Mutex<Hub.Counters>(.init(published: 0, delivered: 0))
+    /// Open connections by transport, readable for `sys:stats`.
+    private let openConnections = Mutex<[String: Int]>([:])
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -37,8 +39,18 @@ public final class ServerMetrics: Sendable {
         registry.makeGauge(name: "switchboard_connections", labels: [("transport", transport)], help: "Open connections by transport.")
     }
 
-    func connectionOpened(transport: String) { connections(transport).increment() }
-    func connectionClosed(transport: String) { connections(transport).decrement() }
+    func connectionOpened(transport: String) {
+        connections(transport).increment()
+        openConnections.withLock { $0[transport, default: 0] += 1 }
+    }
+
+    func connectionClosed(transport: String) {
+        connections(transport).decrement()
+        openConnections.withLock { $0[transport, default: 0] -= 1 }
+    }
+
+    /// Open connections now, by transport.
+    public var connectionCounts: [String: Int] { openConnections.withLock { $0 } }
 
     func httpRequest(method: String, route: String, status: Int) {
         registry.makeCounter(

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -48,13 +49,16 @@ public struct SwitchboardServer: Sendable {
         }
     }
 
-    /// Builds the application; `onRunning` gets the bound port once it listens.
-    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+    /// The router: REST, fallbacks, operations and the web pages.
+    public func makeRouter() -> Router<SwitchboardRequestContext> {
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode)
         let router = Router(context: SwitchboardRequestContext.self)
         router.middlewares.add(CORSMiddleware(origins: origins))
         router.middlewares.add(MetricsMiddleware(metrics: metrics))
         router.middlewares.add(ProblemMiddleware())
+        if let web = Bundle.module.path(forResource: "Public", ofType: nil) {
+            router.middlewares.add(FileMiddleware(web, searchForIndexHtml: true, logger: logger))
+        }
         router.middlewares.add(AuthMiddleware(authenticator: authenticator))
         CollectionRoutes(broker: broker, limits: configuration.limits).register(on: router)
         ChannelRoutes(broker: broker, limits: configuration.limits).register(on: router)
@@ -62,6 +66,12 @@ public struct SwitchboardServer: Sendable {
         EventStreamRoute(broker: broker, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
             .register(on: router)
         LongPollRoute(broker: broker).register(on: router)
+        return router
+    }
+
+    /// Builds the application; `onRunning` gets the bound port once it listens.
+    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let router = makeRouter()
 
         let broker = self.broker
         let configuration = self.configuration
@@ -120,7 +130,8 @@ public struct SwitchboardServer: Sendable {
             server: server,
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "switchboard"),
             services: [
-                Housekeeping(store: broker.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger)
+                Housekeeping(store: broker.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger),
+                StatsPublisher(broker: broker, logger: logger),
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

@@ -27,7 +27,7 @@ struct SystemRoutes {
         router.get("v1/ws") { _, _ -> Response in
             throw ProtocolError(.upgradeRequired, "/v1/ws is a WebSocket endpoint: send a WebSocket upgrade request")
         }
-        router.get("/") { _, _ in
+        router.get("v1") { _, _ in
             Response.json([
                 "name": "switchboard",
                 "version": .string(SwitchboardVersion.current),
@@ -36,6 +36,9 @@ struct SystemRoutes {
                     "channels": "/v1/channels",
                     "websocket": "/v1/ws",
                     "health": "/healthz",
+                    "sse": "/v1/sse?channels={channels}",
+                    "poll": "/v1/poll?channel={channel}&since={epoch}:{offset}",
+                    "openapi": "/openapi.json",
                 ],
             ])
         }
