@@ -96,8 +96,7 @@ struct EventStreamRoute {
         }
         var channels: [String] = []
         for name in names where !channels.contains(name) {
-            guard Names.isChannel(name) else { throw ProtocolError.badRequest("bad channel name \"\(name.prefix(80))\"") }
-            channels.append(name)
+            channels.append(try QueryValue.channel(name))
         }
         let ip = context.clientIP
         let handshake = HandshakeRequest(

@@ -69,17 +69,9 @@ struct LongPollRoute {
         var timeout = 25
         for (name, value) in request.decodedQuery {
             switch name {
-            case "channel":
-                guard Names.isChannel(value) else { throw ProtocolError.badRequest("bad channel name \"\(value.prefix(80))\"") }
-                channel = value
-            case "since":
-                guard let position = Position(value) else { throw ProtocolError.badRequest("since must be EPOCH:OFFSET, not \"\(value.prefix(80))\"") }
-                since = position
-            case "timeout":
-                guard let seconds = Int(value), (0...60).contains(seconds) else {
-                    throw ProtocolError.badRequest("timeout must be a whole number of seconds from 0 to 60")
-                }
-                timeout = seconds
+            case "channel": channel = try QueryValue.channel(value)
+            case "since": since = try QueryValue.position(value)
+            case "timeout": timeout = try QueryValue.int(value, name: "timeout", in: 0...60)
             default:
                 continue
             }

@@ -52,16 +52,8 @@ struct ChannelRoutes {
         var limit = 100
         for (name, value) in request.decodedQuery {
             switch name {
-            case "since":
-                guard let position = Position(value) else {
-                    throw ProtocolError.badRequest("since must be EPOCH:OFFSET, not \"\(value.prefix(80))\"")
-                }
-                since = position
-            case "limit":
-                guard let n = Int(value), (1...1000).contains(n) else {
-                    throw ProtocolError.badRequest("limit must be a whole number from 1 to 1000, not \"\(value.prefix(20))\"")
-                }
-                limit = n
+            case "since": since = try QueryValue.position(value)
+            case "limit": limit = try QueryValue.int(value, name: "limit", in: 1...1000)
             default:
                 continue
             }
@@ -92,10 +84,6 @@ struct ChannelRoutes {
     }
 
     static func channelName(_ context: Context) throws -> String {
-        let name = context.parameters.decoded("channel")
-        guard Names.isChannel(name) else {
-            throw ProtocolError.badRequest("bad channel name \"\(name.prefix(80))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
-        }
-        return name
+        try QueryValue.channel(context.parameters.decoded("channel"))
     }
 }

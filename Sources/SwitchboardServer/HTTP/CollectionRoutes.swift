@@ -31,10 +31,7 @@ struct CollectionRoutes {
         for (name, value) in request.decodedQuery {
             switch name {
             case "limit":
-                guard let n = Int(value), (1...1000).contains(n) else {
-                    throw ProtocolError.badRequest("limit must be a whole number from 1 to 1000, not \"\(value)\"")
-                }
-                limit = n
+                limit = try QueryValue.int(value, name: "limit", in: 1...1000)
             case "after":
                 guard Names.isRecordID(value) else { throw ProtocolError.badRequest("after must be a record id from \"next\", not \"\(value)\"") }
                 after = value

@@ -61,6 +61,30 @@ extension Request {
     }
 }
 
+/// Query parameter values shared by several routes, each refused with a message naming it.
+enum QueryValue {
+    static func position(_ value: String, name: String = "since") throws -> Position {
+        guard let position = Position(value) else {
+            throw ProtocolError.badRequest("\(name) must be EPOCH:OFFSET, not \"\(value.prefix(80))\"")
+        }
+        return position
+    }
+
+    static func int(_ value: String, name: String, in range: ClosedRange<Int>) throws -> Int {
+        guard let n = Int(value), range.contains(n) else {
+            throw ProtocolError.badRequest("\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound), not \"\(value.prefix(20))\"")
+        }
+        return n
+    }
+
+    static func channel(_ value: String) throws -> String {
+        guard Names.isChannel(value) else {
+            throw ProtocolError.badRequest("bad channel name \"\(value.prefix(80))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
+        }
+        return value
+    }
+}
+
 extension Parameters {
     /// A path parameter, percent-decoded.
     func decoded(_ name: String) -> String {
