@@ -2,8 +2,9 @@
 
 Serves files from a folder and passes everything else (REST, SSE, WebSocket upgrades) to
 the Switchboard server, with the browser's own Host header, so the server's same-origin
-check sees the origin the page came from. Only for development and for the browser tests
-when SWITCHBOARD_BROWSER_PROXY=1; the real server serves Public/ itself.
+check sees the origin the page came from. Only for development and for the browser tests:
+when SWITCHBOARD_BROWSER_PROXY=1 (the real server serves Public/ itself), and with
+block_websocket=True as a proxy that does not pass WebSockets, for the SSE fallback.
 
     python3 Tests/browser/devproxy.py --port 8081 --backend 8080 --root Sources/SwitchboardServer/Public
 """
@@ -24,7 +25,7 @@ API_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
-def make_handler(root: str, backend_port: int):
+def make_handler(root: str, backend_port: int, block_websocket: bool = False):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -61,6 +62,9 @@ def make_handler(root: str, backend_port: int):
         def _dispatch(self):
             if self._api():
                 if self.headers.get("Upgrade", "").lower() == "websocket":
+                    if block_websocket:  # like a proxy that does not pass WebSockets
+                        self.close_connection = True
+                        return self._plain(403, b"WebSockets are not allowed here")
                     self._tunnel()
                 else:
                     self._forward()
@@ -196,8 +200,8 @@ def make_handler(root: str, backend_port: int):
 
 
 class DevProxy:
-    def __init__(self, root: str, backend_port: int, port: int = 0):
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(root, backend_port))
+    def __init__(self, root: str, backend_port: int, port: int = 0, block_websocket: bool = False):
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(root, backend_port, block_websocket))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -215,8 +219,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--backend", type=int, default=8080)
+    parser.add_argument("--block-websocket", action="store_true", help="refuse WebSocket upgrades (to try the SSE fallback)")
     parser.add_argument("--root", default=os.path.join(os.path.dirname(__file__), "../../Sources/SwitchboardServer/Public"))
     args = parser.parse_args()
-    proxy = DevProxy(os.path.abspath(args.root), args.backend, args.port)
+    proxy = DevProxy(os.path.abspath(args.root), args.backend, args.port, args.block_websocket)
     print(f"serving {args.root} on http://127.0.0.1:{proxy.port}, API → 127.0.0.1:{args.backend}", flush=True)
     proxy.server.serve_forever()

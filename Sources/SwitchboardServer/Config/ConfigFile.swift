@@ -68,6 +68,7 @@ public enum ConfigFile {
             case "connections_per_ip": l.connectionsPerIP = try int(v, at: at, min: 1)
             case "handshakes_per_second": l.handshakesPerSecond = try int(v, at: at, min: 1)
             case "request_timeout_seconds": l.requestTimeoutSeconds = try int(v, at: at, min: 1)
+            case "limit_loopback": l.limitLoopback = try bool(v, at: at)
             default: throw ConfigurationError("unknown key \"\(at)\"")
             }
         }

@@ -108,7 +108,10 @@ struct EventStreamRoute {
             throw identity.refusal("subscribing to \"\(channel)\"")
         }
 
-        let resume = request.headers[HTTPField.Name("Last-Event-ID")!].map(EventStream.parseEventID) ?? [:]
+        // `Last-Event-ID` as EventSource sends it on a reconnect, or `last_event_id=` from a
+        // client opening a new stream where it left off (EventSource cannot set the header).
+        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["last_event_id"].map(String.init)
+        let resume = lastEventID.map(EventStream.parseEventID) ?? [:]
         let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
         stream.send(ByteBuffer(string: "retry: 1000\n\n"))
         let streamChannels = channels

@@ -40,6 +40,7 @@
    * @property {number} [minBackoff] First reconnect delay in ms (default 500).
    * @property {number} [maxBackoff] Largest reconnect delay in ms (default 15000).
    * @property {number} [maxMessageBytes] Frames larger than this are refused locally (default 65536).
+   * @property {number} [connectTimeout] A WebSocket not welcomed within this many ms counts as failed (default 10000).
    * @property {boolean} [autoConnect] Connect on construction (default true).
    */
   /**
@@ -201,6 +202,7 @@
       this.minBackoff = options.minBackoff || 500;
       this.maxBackoff = options.maxBackoff || 15000;
       this.maxMessageBytes = options.maxMessageBytes || 65536;
+      this.connectTimeout = options.connectTimeout || 10000;
       /** @type {ConnectionState} */ this.state = "disconnected";
       /** The server's id for this connection (the welcome's `client`), or null. @type {string|null} */
       this.clientId = null;
@@ -413,7 +415,12 @@
       } finally {
         if (timer) clearTimeout(timer);
       }
-      var text = await response.text();
+      var text;
+      try {
+        text = await response.text();
+      } catch (e) {
+        throw new SwitchboardError("network", "reading the answer to " + path + " failed: " + (e && e.message), { temporary: true });
+      }
       var json = null;
       if (text) {
         try {
@@ -475,6 +482,13 @@
       this._welcomed = false;
       this._openedAt = Date.now();
       var self = this;
+      // A handshake that hangs (some proxies) counts as a failed attempt.
+      setTimeout(function () {
+        if (ws === self._ws && !self._welcomed) {
+          self._teardownSocket(4000, "no welcome");
+          self._onSocketGone(ws, 1006, "no welcome within " + self.connectTimeout + " ms");
+        }
+      }, this.connectTimeout);
       ws.onmessage = function (event) {
         if (ws !== self._ws) return;
         self._lastFrame = Date.now();
@@ -611,13 +625,14 @@
       var self = this;
       this._setState("connecting");
       this._clearTimer();
+      var retried = this._failures > this.fallbackAfter;
       this._timer = setTimeout(function () {
         self._timer = null;
         if (self._closed) return;
         self.rest("GET", "/healthz").then(
           function () {
             if (self._closed) return;
-            if (self._failures > self.fallbackAfter) {
+            if (retried) {
               self._switchToSSE();
             } else {
               self._open(); // one more WebSocket attempt now that HTTP is known to work
@@ -629,7 +644,7 @@
             self._scheduleReconnect(self._backoff());
           }
         );
-      }, this._backoff());
+      }, retried ? 0 : this._backoff());
     }
 
     _switchToSSE() {

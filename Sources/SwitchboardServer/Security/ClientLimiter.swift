@@ -22,7 +22,8 @@ public final class ClientLimiter: Sendable {
 
     /// Checks a handshake from `ip` and counts it; nil if allowed, else the reason.
     public func admitHandshake(ip: String) -> ProtocolError? {
-        state.withLock { table in
+        if !limits.limitLoopback && Self.isLoopback(ip) { return nil }
+        return state.withLock { table in
             var entry = table[ip] ?? PerIP(handshakes: TokenBucket(rate: limits.handshakesPerSecond, burst: limits.handshakesPerSecond * 2))
             defer { table[ip] = entry }
             if entry.connections >= limits.connectionsPerIP {
@@ -34,6 +35,10 @@ public final class ClientLimiter: Sendable {
             }
             return nil
         }
+    }
+
+    static func isLoopback(_ ip: String) -> Bool {
+        ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     public func connectionOpened(ip: String) {
