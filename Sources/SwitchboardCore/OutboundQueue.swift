@@ -54,9 +54,6 @@ public final class OutboundQueue: Sendable {
         return accepted
     }
 
-    /// Bytes waiting or being written.
-    public var queuedBytes: Int { state.withLock { $0.queuedBytes } }
-
     /// Marks `bytes` as written to the socket, making room for more.
     public func didWrite(bytes: Int) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in

@@ -21,12 +21,6 @@ public struct TokenBucket: Sendable {
         return true
     }
 
-    /// Whether a token is there, without taking it.
-    public mutating func hasToken(now: ContinuousClock.Instant = .now) -> Bool {
-        refill(now: now)
-        return tokens >= 1
-    }
-
     public mutating func isFull(now: ContinuousClock.Instant = .now) -> Bool {
         refill(now: now)
         return tokens >= burst

@@ -63,8 +63,4 @@ public final class ClientLimiter: Sendable {
             }
         }
     }
-
-    public func connections(ip: String) -> Int {
-        state.withLock { $0[ip]?.connections ?? 0 }
-    }
 }
