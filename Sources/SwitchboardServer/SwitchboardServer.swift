@@ -2,7 +2,6 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOSSL
@@ -79,12 +78,6 @@ public struct SwitchboardServer: Sendable {
         let gate = self.gate
         let limiter = self.limiter
         let authenticator = self.authenticator
-        let webSocket = WebSocketServerConfiguration(
-            maxFrameSize: configuration.limits.messageBytes,
-            autoPing: .enabled(timePeriod: .seconds(Int64(configuration.heartbeatSeconds))),
-            closeTimeout: .seconds(5),
-            validateUTF8: true
-        )
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
@@ -93,7 +86,9 @@ public struct SwitchboardServer: Sendable {
                 base: UpgradeChannel(
                     responder: responder,
                     idleTimeout: idleTimeout,
-                    webSocket: webSocket,
+                    maxMessageBytes: configuration.limits.messageBytes,
+                    heartbeat: .seconds(configuration.heartbeatSeconds),
+                    closeTimeout: .seconds(5),
                     admit: { request, remote in
                         let ip = ClientLimiter.ip(of: remote)
                         do throws(ProtocolError) {
@@ -104,7 +99,7 @@ public struct SwitchboardServer: Sendable {
                             return .failure(error)
                         }
                     },
-                    run: { inbound, outbound, admission, _ in
+                    run: { messages, writer, admission in
                         limiter.connectionOpened(ip: admission.ip)
                         defer { limiter.connectionClosed(ip: admission.ip) }
                         let session = WebSocketSession(
@@ -114,8 +109,7 @@ public struct SwitchboardServer: Sendable {
                             configuration: configuration,
                             logger: logger
                         )
-                        admission.drain.onDrain { session.drain() }
-                        try await session.run(inbound: inbound, outbound: outbound)
+                        try await session.run(messages: messages, writer: writer)
                     }
                 ),
                 timeout: requestTimeout

@@ -1,17 +1,13 @@
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
-import ServiceLifecycle
-import Synchronization
 import SwitchboardCore
-@_spi(WSInternal) import WSCore
 
 /// The handshake of `/v1/ws` as its checks see it, read from the raw HTTP/1 request head.
 struct HandshakeRequest: Sendable {
@@ -25,21 +21,6 @@ struct HandshakeRequest: Sendable {
 struct Admission: Sendable {
     var identity: Identity
     var ip: String
-    /// Tells the connection that the server is draining.
-    var drain = DrainSignal()
-}
-
-/// Carries a graceful shutdown to a connection, which registers what to do on it.
-final class DrainSignal: Sendable {
-    private let action = Mutex<(@Sendable () -> Void)?>(nil)
-
-    func onDrain(_ body: @escaping @Sendable () -> Void) {
-        action.withLock { $0 = body }
-    }
-
-    func fire() {
-        action.withLock { $0 }?()
-    }
 }
 
 /// HTTP/1.1 plus the WebSocket upgrade on one port.
@@ -61,28 +42,32 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         let channel: any Channel
     }
 
-    struct SessionContext: WebSocketContext {
-        let logger: Logger
-    }
-
     let responder: HTTPChannelHandler.Responder
     let idleTimeout: Duration
-    let webSocket: WebSocketServerConfiguration
+    /// Largest frame or message accepted (1009 above it).
+    let maxMessageBytes: Int
+    /// How often to ping; a peer that has not answered the last ping is closed with 1001.
+    let heartbeat: Duration
+    let closeTimeout: Duration
     /// Runs the handshake's checks.
     let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>
     /// Runs an accepted connection.
-    let run: @Sendable (WebSocketInboundStream, WebSocketOutboundWriter, Admission, Logger) async throws -> Void
+    let run: @Sendable (InboundMessages, FrameWriter, Admission) async throws -> Void
 
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         idleTimeout: Duration,
-        webSocket: WebSocketServerConfiguration,
+        maxMessageBytes: Int,
+        heartbeat: Duration,
+        closeTimeout: Duration,
         admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>,
-        run: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter, Admission, Logger) async throws -> Void
+        run: @escaping @Sendable (InboundMessages, FrameWriter, Admission) async throws -> Void
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.idleTimeout = idleTimeout
-        self.webSocket = webSocket
+        self.maxMessageBytes = maxMessageBytes
+        self.heartbeat = heartbeat
+        self.closeTimeout = closeTimeout
         self.admit = admit
         self.run = run
     }
@@ -92,7 +77,7 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             let verdict = NIOLoopBoundBox<Result<Admission, ProtocolError>?>(nil, eventLoop: channel.eventLoop)
             let admit = self.admit
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
-                maxFrameSize: webSocket.maxFrameSize,
+                maxFrameSize: maxMessageBytes,
                 shouldUpgrade: { channel, head in
                     let request = Self.handshakeRequest(head)
                     let remote = channel.remoteAddress
@@ -153,38 +138,42 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             case .refusedUpgrade(let http, let refusal):
                 await Self.writeRefusal(refusal, to: http, logger: logger)
             case .webSocket(let frames, let admission):
-                let run = self.run
-                let configuration = WebSocketHandler.Configuration(
-                    extensions: [],
-                    autoPing: webSocket.autoPing,
-                    closeTimeout: webSocket.closeTimeout,
-                    validateUTF8: webSocket.validateUTF8,
-                    maxFrameSize: webSocket.maxFrameSize
-                )
-                // The WebSocket handler would answer a graceful shutdown by closing with 1000;
-                // it runs detached from the shutdown signal so that the session can close
-                // with 1012 ("restart: reconnect now") after flushing what it has queued.
-                let connection = Task.detached {
-                    _ = try await WebSocketHandler.handle(
-                        type: .server,
-                        configuration: configuration,
-                        asyncChannel: frames,
-                        context: SessionContext(logger: logger),
-                        handler: { inbound, outbound, context in try await run(inbound, outbound, admission, context.logger) }
-                    )
-                }
-                try await withGracefulShutdownHandler {
-                    try await withTaskCancellationHandler {
-                        try await connection.value
-                    } onCancel: {
-                        connection.cancel()
-                    }
-                } onGracefulShutdown: {
-                    admission.drain.fire()
-                }
+                try await runWebSocket(frames, admission: admission)
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs an upgraded connection: our own frame handling (so that message frames go out in
+    /// batches with one flush), with a heartbeat that closes a peer missing a pong (1001).
+    private func runWebSocket(_ frames: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, admission: Admission) async throws {
+        let run = self.run
+        let maxSize = maxMessageBytes
+        let closeTimeout = self.closeTimeout
+        let heartbeat = self.heartbeat
+        try await frames.executeThenClose { inbound, outbound in
+            let writer = FrameWriter(outbound: outbound, channel: frames.channel, closeTimeout: closeTimeout)
+            let liveness = Liveness()
+            let messages = InboundMessages(frames: inbound.makeAsyncIterator(), writer: writer, liveness: liveness, maxSize: maxSize)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while (try? await Task.sleep(for: heartbeat)) != nil {
+                        if liveness.pingDue() {
+                            await writer.close(code: 1001, reason: "ping timeout")
+                            await writer.closeNow()
+                            return
+                        }
+                        try? await writer.ping(ByteBuffer(bytes: (0..<8).map { _ in UInt8.random(in: 0...255) }))
+                    }
+                }
+                defer { group.cancelAll() }
+                do {
+                    try await run(messages, writer, admission)
+                } catch let error as CloseConnectionError {
+                    await writer.close(code: error.code, reason: error.reason)
+                }
+            }
         }
     }
 

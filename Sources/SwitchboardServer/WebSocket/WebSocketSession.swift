@@ -1,5 +1,5 @@
 import Foundation
-import HummingbirdWebSocket
+import ServiceLifecycle
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -58,21 +58,23 @@ final class WebSocketSession: Subscriber {
     }
 
     /// Runs the connection. A protocol error on the inbound side (invalid UTF-8, an oversize
-    /// fragmented message) is rethrown after cleanup, so the WebSocket handler closes with its
-    /// code (1007, 1009).
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    /// fragmented message) is rethrown after cleanup, so the connection closes with its code
+    /// (1007, 1009). A graceful shutdown closes it with 1012 after what is queued.
+    func run(messages: InboundMessages, writer: FrameWriter) async throws {
         logger.info("connected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
         send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
         watchExpiry()
         var readError: (any Error)?
         broker.metrics.connectionOpened(transport: "websocket")
         defer { broker.metrics.connectionClosed(transport: "websocket") }
+        var messages = messages
+        await withGracefulShutdownHandler {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop(outbound) }
+            group.addTask { await self.writeLoop(writer) }
             var commands = TokenBucket(rate: configuration.limits.commandsPerSecond, burst: configuration.limits.commandBurst)
             var refusedInARow = 0
             do {
-                for try await message in inbound.messages(maxSize: configuration.limits.messageBytes) {
+                while let message = try await messages.next() {
                     guard commands.take() else {
                         refusedInARow += 1
                         broker.metrics.rateLimitedCommands.increment()
@@ -92,6 +94,9 @@ final class WebSocketSession: Subscriber {
             }
             queue.finish()
         }
+        } onGracefulShutdown: {
+            self.drain()
+        }
         expiryWatch.withLock { $0?.cancel() }
         for channel in channels.withLock({ $0 }) {
             broker.unsubscribe(self, channel: channel)
@@ -105,23 +110,22 @@ final class WebSocketSession: Subscriber {
         if let readError { throw readError }
     }
 
-    private func writeLoop(_ outbound: WebSocketOutboundWriter) async {
+    private func writeLoop(_ writer: FrameWriter) async {
         while true {
             switch await queue.next() {
             case .frames(let frames):
-                for frame in frames {
-                    do {
-                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
-                    } catch {
-                        queue.finish()
-                        return
-                    }
-                    queue.didWrite(bytes: frame.readableBytes)
+                // Everything queued since the last write goes out with one flush.
+                do {
+                    try await writer.write(frames)
+                } catch {
+                    queue.finish()
+                    return
                 }
+                queue.didWrite(bytes: frames.reduce(0) { $0 + $1.readableBytes })
             case .close(let code, let reason):
                 closedWith.withLock { $0 = (code, reason) }
                 if code == 4100 { broker.metrics.slowConsumerCloses.increment() }
-                try? await outbound.close(WebSocketErrorCode(codeNumber: Int(code)), reason: reason)
+                await writer.close(code: code, reason: reason)
                 queue.finish()
                 return
             case .finished:
@@ -131,7 +135,7 @@ final class WebSocketSession: Subscriber {
     }
 
     /// A `rate_limited` answer to a command over the limit: a reply if it has an id, else a push.
-    private func refuseForRate(_ message: WebSocketMessage) {
+    private func refuseForRate(_ message: InboundMessage) {
         let error = ProtocolError(
             .rateLimited,
             "more than \(configuration.limits.commandsPerSecond) commands a second (burst \(configuration.limits.commandBurst)); slow down"
@@ -163,7 +167,7 @@ final class WebSocketSession: Subscriber {
 
     // MARK: Commands
 
-    private func handle(_ message: WebSocketMessage) async {
+    private func handle(_ message: InboundMessage) async {
         switch message {
         case .binary:
             send(ServerFrames.error(.badRequest("binary frames are not supported: send JSON commands as text frames")))
