@@ -42,23 +42,30 @@ public final class Hub: Sendable {
     public func dispatch(_ message: ChannelMessage) {
         state.withLock { s in
             s.published &+= 1
-            guard var subscriptions = s.channels[message.channel] else { return }
+            // Taken out of the table so that it is uniquely referenced and mutated in place:
+            // no copy of the subscriber table, or of a catching-up subscriber's held messages,
+            // per message.
+            guard var subscriptions = s.channels.removeValue(forKey: message.channel) else { return }
+            defer { s.channels[message.channel] = subscriptions }
             var frame: ByteBuffer?
             var delivered: UInt64 = 0
-            for (key, var sub) in subscriptions {
-                guard message.offset > sub.lastOffset else { continue }
-                if sub.pending != nil {
-                    if sub.pending!.count < maxPending { sub.pending!.append(message) } else { sub.overflowed = true }
-                    subscriptions[key] = sub
+            var index = subscriptions.startIndex
+            while index != subscriptions.endIndex {
+                defer { subscriptions.formIndex(after: &index) }
+                guard message.offset > subscriptions.values[index].lastOffset else { continue }
+                if subscriptions.values[index].pending != nil {
+                    if subscriptions.values[index].pending!.count < maxPending {
+                        subscriptions.values[index].pending!.append(message)
+                    } else {
+                        subscriptions.values[index].overflowed = true
+                    }
                     continue
                 }
                 if frame == nil { frame = message.frame }
-                sub.subscriber.deliver(message, frame: frame!)
-                sub.lastOffset = message.offset
-                subscriptions[key] = sub
+                subscriptions.values[index].subscriber.deliver(message, frame: frame!)
+                subscriptions.values[index].lastOffset = message.offset
                 delivered &+= 1
             }
-            s.channels[message.channel] = subscriptions
             s.delivered &+= delivered
         }
     }

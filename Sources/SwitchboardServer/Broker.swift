@@ -116,13 +116,13 @@ public final class Broker: Sendable {
         let slice: HistorySlice
         do {
             let history = policy(forChannel: channel).history
-            slice = try await metrics.timeStore {
-                try await store.history(
-                    channel: channel,
-                    after: since?.offset ?? Int64.max,
-                    limit: max(history.size, 1),
-                    history: history
-                )
+            if let since {
+                slice = try await metrics.timeStore {
+                    try await store.history(channel: channel, after: since.offset, limit: max(history.size, 1), history: history)
+                }
+            } else {
+                let position = try await metrics.timeStore { try await store.position(channel: channel) }
+                slice = HistorySlice(messages: [], position: position, complete: true)
             }
         } catch {
             hub.unsubscribe(subscriber, channel: channel)
