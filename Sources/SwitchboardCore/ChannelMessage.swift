@@ -32,6 +32,6 @@ public struct ChannelMessage: Sendable, Equatable {
         return out
     }
 
-    /// The push frame's payload, built once and shared by every subscriber.
-    public var frame: ByteBuffer { ByteBuffer(string: json) }
+    /// The push frame, built once and shared by every subscriber.
+    public var frame: PushFrame { PushFrame(json: json) }
 }

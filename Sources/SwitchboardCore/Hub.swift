@@ -47,7 +47,7 @@ public final class Hub: Sendable {
             // per message.
             guard var subscriptions = s.channels.removeValue(forKey: message.channel) else { return }
             defer { s.channels[message.channel] = subscriptions }
-            var frame: ByteBuffer?
+            var frame: PushFrame?
             var delivered: UInt64 = 0
             var index = subscriptions.startIndex
             while index != subscriptions.endIndex {

@@ -5,17 +5,17 @@ import NIOCore
 /// The hub calls these in commit order while it holds its lock, so they must only enqueue:
 /// never block and never call back into the hub.
 public protocol Subscriber: AnyObject, Sendable {
-    /// A frame that is not a channel message (a reply, a join or leave).
+    /// A frame that is not a channel message (a reply, a join or leave): its JSON.
     func send(_ frame: ByteBuffer)
     /// A channel message; `frame` is its push frame, encoded once for every subscriber.
-    func deliver(_ message: ChannelMessage, frame: ByteBuffer)
+    func deliver(_ message: ChannelMessage, frame: PushFrame)
     /// Waits until the subscriber has room for more (catch-up sends history in paced batches).
     func waitForRoom() async
 }
 
 extension Subscriber {
-    public func deliver(_ message: ChannelMessage, frame: ByteBuffer) {
-        send(frame)
+    public func deliver(_ message: ChannelMessage, frame: PushFrame) {
+        send(frame.json)
     }
 
     public func waitForRoom() async {}

@@ -78,6 +78,7 @@ public struct SwitchboardServer: Sendable {
         let gate = self.gate
         let limiter = self.limiter
         let authenticator = self.authenticator
+        let outboxes = LoopOutboxes()
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
@@ -87,8 +88,6 @@ public struct SwitchboardServer: Sendable {
                     responder: responder,
                     idleTimeout: idleTimeout,
                     maxMessageBytes: configuration.limits.messageBytes,
-                    heartbeat: .seconds(configuration.heartbeatSeconds),
-                    closeTimeout: .seconds(5),
                     admit: { request, remote in
                         let ip = ClientLimiter.ip(of: remote)
                         do throws(ProtocolError) {
@@ -99,17 +98,19 @@ public struct SwitchboardServer: Sendable {
                             return .failure(error)
                         }
                     },
-                    run: { messages, writer, admission in
-                        limiter.connectionOpened(ip: admission.ip)
-                        defer { limiter.connectionClosed(ip: admission.ip) }
-                        let session = WebSocketSession(
+                    accept: { channel, admission in
+                        let session = try WebSocketSession.accept(
+                            channel: channel,
+                            outboxes: outboxes,
                             broker: broker,
                             authenticator: authenticator,
                             identity: admission.identity,
                             configuration: configuration,
                             logger: logger
                         )
-                        try await session.run(messages: messages, writer: writer)
+                        limiter.connectionOpened(ip: admission.ip)
+                        channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
+                        return session
                     }
                 ),
                 timeout: requestTimeout

@@ -29,10 +29,10 @@ final class EventStream: Subscriber {
         await queue.waitForRoom(atMost: queue.limitBytes / 2)
     }
 
-    func deliver(_ message: ChannelMessage, frame: ByteBuffer) {
+    func deliver(_ message: ChannelMessage, frame: PushFrame) {
         let id = advance(message.channel, to: message.position)
         var event = ByteBuffer(string: "id: \(id)\nevent: message\ndata: ")
-        event.writeImmutableBuffer(frame)
+        event.writeImmutableBuffer(frame.json)
         event.writeString("\n\n")
         queue.push(event)
     }

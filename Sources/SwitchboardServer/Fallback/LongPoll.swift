@@ -15,7 +15,7 @@ final class PollWaiter: Subscriber {
 
     func send(_ frame: ByteBuffer) {}
 
-    func deliver(_ message: ChannelMessage, frame: ByteBuffer) {
+    func deliver(_ message: ChannelMessage, frame: PushFrame) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.messages.append(message)
             return take(&s)

@@ -34,7 +34,7 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     enum Negotiated: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, ProtocolError)
-        case webSocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, Admission)
+        case webSocket(WebSocketSession)
     }
 
     struct Value: ServerChildChannelValue {
@@ -44,40 +44,36 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let idleTimeout: Duration
-    /// Largest frame or message accepted (1009 above it).
+    /// Largest frame accepted (1009 above it).
     let maxMessageBytes: Int
-    /// How often to ping; a peer that has not answered the last ping is closed with 1001.
-    let heartbeat: Duration
-    let closeTimeout: Duration
     /// Runs the handshake's checks.
     let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>
-    /// Runs an accepted connection.
-    let run: @Sendable (InboundMessages, FrameWriter, Admission) async throws -> Void
+    /// Sets up an accepted connection on its upgraded channel (on the channel's event loop).
+    let accept: @Sendable (any Channel, Admission) throws -> WebSocketSession
 
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         idleTimeout: Duration,
         maxMessageBytes: Int,
-        heartbeat: Duration,
-        closeTimeout: Duration,
         admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>,
-        run: @escaping @Sendable (InboundMessages, FrameWriter, Admission) async throws -> Void
+        accept: @escaping @Sendable (any Channel, Admission) throws -> WebSocketSession
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.idleTimeout = idleTimeout
         self.maxMessageBytes = maxMessageBytes
-        self.heartbeat = heartbeat
-        self.closeTimeout = closeTimeout
         self.admit = admit
-        self.run = run
+        self.accept = accept
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let verdict = NIOLoopBoundBox<Result<Admission, ProtocolError>?>(nil, eventLoop: channel.eventLoop)
             let admit = self.admit
+            let accept = self.accept
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: maxMessageBytes,
+                // Protocol errors are answered by `WebSocketHandler`, which writes whole frames.
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     let request = Self.handshakeRequest(head)
                     let remote = channel.remoteAddress
@@ -96,12 +92,8 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true)
-                        )
                         guard case .success(let admission) = verdict.value else { throw CloseConnection() }
-                        return .webSocket(asyncChannel, admission)
+                        return .webSocket(try accept(channel, admission))
                     }
                 }
             )
@@ -137,43 +129,11 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refusedUpgrade(let http, let refusal):
                 await Self.writeRefusal(refusal, to: http, logger: logger)
-            case .webSocket(let frames, let admission):
-                try await runWebSocket(frames, admission: admission)
+            case .webSocket(let session):
+                await session.run()
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Runs an upgraded connection: our own frame handling (so that message frames go out in
-    /// batches with one flush), with a heartbeat that closes a peer missing a pong (1001).
-    private func runWebSocket(_ frames: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, admission: Admission) async throws {
-        let run = self.run
-        let maxSize = maxMessageBytes
-        let closeTimeout = self.closeTimeout
-        let heartbeat = self.heartbeat
-        try await frames.executeThenClose { inbound, outbound in
-            let writer = FrameWriter(outbound: outbound, channel: frames.channel, closeTimeout: closeTimeout)
-            let liveness = Liveness()
-            let messages = InboundMessages(frames: inbound.makeAsyncIterator(), writer: writer, liveness: liveness, maxSize: maxSize)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while (try? await Task.sleep(for: heartbeat)) != nil {
-                        if liveness.pingDue() {
-                            await writer.close(code: 1001, reason: "ping timeout")
-                            await writer.closeNow()
-                            return
-                        }
-                        try? await writer.ping(ByteBuffer(bytes: (0..<8).map { _ in UInt8.random(in: 0...255) }))
-                    }
-                }
-                defer { group.cancelAll() }
-                do {
-                    try await run(messages, writer, admission)
-                } catch let error as CloseConnectionError {
-                    await writer.close(code: error.code, reason: error.reason)
-                }
-            }
         }
     }
 

@@ -6,131 +6,201 @@ import NIOWebSocket
 import Synchronization
 import SwitchboardCore
 
-/// One WebSocket connection: reads commands in order and answers each with one reply, while
-/// a writer task drains the connection's bounded outbound queue, where the hub's pushes and
-/// the replies meet in the order they were produced.
+/// One WebSocket connection's commands and subscriptions. Its event-loop side is a
+/// `WebSocketHandler`; frames for it (pushes from the hub, replies, closes) go through its
+/// loop's outbox, so they leave in the order they were produced. Commands run one after
+/// another on a task that exists only while there are commands to run.
 final class WebSocketSession: Subscriber {
     let clientID: String
     private let broker: Broker
     private let authenticator: Authenticator
     private let configuration: ServerConfiguration
-    private let queue: OutboundQueue
     private let logger: Logger
-    private let channels = Mutex<Set<String>>([])
-    private let identityBox: Mutex<Identity>
-    /// Closes the connection with 4101 when the token expires without a refresh.
-    private let expiryWatch = Mutex<Task<Void, Never>?>(nil)
-    /// The close code and reason the server sent, for the disconnect log line.
-    private let closedWith = Mutex<(code: UInt16, reason: String)?>(nil)
+    private let channel: any Channel
+    private let connection: NIOLoopBound<WebSocketHandler>
+    private let outbox: LoopOutbox
 
-    init(broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger) {
+    private struct State {
+        var identity: Identity
+        var channels: Set<String> = []
+        /// The connection is gone: no new subscriptions.
+        var closed = false
+        /// The close code and reason the server sent, for the disconnect log line.
+        var closedWith: (code: UInt16, reason: String)?
+    }
+
+    private struct Commands {
+        var waiting: [InboundMessage] = []
+        var running = false
+    }
+
+    private let state: Mutex<State>
+    private let commands = Mutex(Commands())
+
+    private init(
+        channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, outbox: LoopOutbox,
+        broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger
+    ) {
         self.clientID = Self.makeClientID()
+        self.channel = channel
+        self.connection = connection
+        self.outbox = outbox
         self.broker = broker
         self.authenticator = authenticator
-        self.identityBox = Mutex(identity)
+        self.state = Mutex(State(identity: identity))
         self.configuration = configuration
-        self.queue = OutboundQueue(limitBytes: configuration.limits.queueBytes)
         self.logger = logger
     }
 
-    private var identity: Identity { identityBox.withLock { $0 } }
+    /// Sets up an upgraded channel (on its event loop): the frame handler, the session, and
+    /// the welcome frame.
+    static func accept(
+        channel: any Channel, outboxes: LoopOutboxes,
+        broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger
+    ) throws -> WebSocketSession {
+        let raw = try RawFrameWriter.install(in: channel)
+        let limits = configuration.limits
+        let handler = WebSocketHandler(
+            settings: .init(
+                maxMessageBytes: limits.messageBytes,
+                heartbeat: .seconds(Int64(configuration.heartbeatSeconds)),
+                closeTimeout: .seconds(5),
+                queueBytes: limits.queueBytes,
+                commandsPerSecond: limits.commandsPerSecond,
+                commandBurst: limits.commandBurst
+            ),
+            raw: raw
+        )
+        let session = WebSocketSession(
+            channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop),
+            outbox: outboxes.outbox(for: channel.eventLoop),
+            broker: broker, authenticator: authenticator, identity: identity, configuration: configuration, logger: logger
+        )
+        handler.attach(session)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        session.opened()
+        return session
+    }
+
+    private var identity: Identity { state.withLock { $0.identity } }
 
     private func setIdentity(_ identity: Identity) {
-        identityBox.withLock { $0 = identity }
-        watchExpiry()
+        state.withLock { $0.identity = identity }
+        scheduleExpiry(identity)
     }
+
+    // MARK: Outbound
 
     func send(_ frame: ByteBuffer) {
-        queue.push(frame)
+        outbox.add(.frame(WebSocketWire.frame(opcode: WebSocketWire.text, payload: frame)), for: connection)
     }
 
-    func waitForRoom() async {
-        await queue.waitForRoom(atMost: queue.limitBytes / 2)
+    func deliver(_ message: ChannelMessage, frame: PushFrame) {
+        outbox.add(.frame(frame.wire), for: connection)
     }
 
     private func send(_ text: String) {
-        queue.push(ByteBuffer(string: text))
+        send(ByteBuffer(string: text))
     }
 
-    /// On a graceful shutdown: close with 1012 after what is queued, so clients reconnect at once.
-    func drain() {
-        queue.close(code: 1012, reason: "server restarting; reconnect")
+    /// Closes with `code` after the frames queued before it.
+    private func close(code: UInt16, reason: String) {
+        outbox.add(.close(code: code, reason: reason), for: connection)
     }
 
-    /// Runs the connection. A protocol error on the inbound side (invalid UTF-8, an oversize
-    /// fragmented message) is rethrown after cleanup, so the connection closes with its code
-    /// (1007, 1009). A graceful shutdown closes it with 1012 after what is queued.
-    func run(messages: InboundMessages, writer: FrameWriter) async throws {
+    func waitForRoom() async {
+        let connection = self.connection
+        while channel.isActive {
+            let room = try? await outbox.eventLoop.submit { connection.value.hasRoom }.get()
+            if room ?? true { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    // MARK: Lifecycle
+
+    private func opened() {
         logger.info("connected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
-        send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
-        watchExpiry()
-        var readError: (any Error)?
         broker.metrics.connectionOpened(transport: "websocket")
-        defer { broker.metrics.connectionClosed(transport: "websocket") }
-        var messages = messages
-        await withGracefulShutdownHandler {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writeLoop(writer) }
-            var commands = TokenBucket(rate: configuration.limits.commandsPerSecond, burst: configuration.limits.commandBurst)
-            var refusedInARow = 0
-            do {
-                while let message = try await messages.next() {
-                    guard commands.take() else {
-                        refusedInARow += 1
-                        broker.metrics.rateLimitedCommands.increment()
-                        if refusedInARow > configuration.limits.commandBurst {
-                            queue.close(code: 4129, reason: "rate limited: too many commands; reconnect later")
-                        } else {
-                            refuseForRate(message)
-                        }
-                        continue
-                    }
-                    refusedInARow = 0
-                    await handle(message)
-                }
-            } catch {
-                logger.debug("read ended", metadata: ["client": "\(clientID)", "error": "\(error)"])
-                readError = error
+        send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
+        scheduleExpiry(identity)
+    }
+
+    /// Waits until the connection closes. A graceful shutdown closes it with 1012 after
+    /// what is queued, so that clients reconnect at once; cancellation drops it.
+    func run() async {
+        let channel = self.channel
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                self.close(code: 1012, reason: "server restarting; reconnect")
             }
-            queue.finish()
+        } onCancel: {
+            channel.close(promise: nil)
         }
-        } onGracefulShutdown: {
-            self.drain()
+    }
+
+    /// The server is closing the connection with `code` (called on the event loop).
+    func closing(code: UInt16, reason: String) {
+        state.withLock { $0.closedWith = (code, reason) }
+        if code == 4100 { broker.metrics.slowConsumerCloses.increment() }
+    }
+
+    /// The connection is gone (called on the event loop): leave every channel.
+    func connectionClosed() {
+        let (channels, identity, closed) = state.withLock { s in
+            s.closed = true
+            defer { s.channels = [] }
+            return (s.channels, s.identity, s.closedWith)
         }
-        expiryWatch.withLock { $0?.cancel() }
-        for channel in channels.withLock({ $0 }) {
-            broker.unsubscribe(self, channel: channel)
-        }
-        let closed = closedWith.withLock { $0 }
+        for channel in channels { broker.unsubscribe(self, channel: channel) }
+        broker.metrics.connectionClosed(transport: "websocket")
         logger.info("disconnected", metadata: [
             "client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket",
-            "code": "\(closed.map { String($0.code) } ?? (readError == nil ? "client" : "protocol error"))",
-            "reason": "\(closed?.reason ?? readError.map { "\($0)" } ?? "closed by the client")",
+            "code": "\(closed.map { String($0.code) } ?? "client")",
+            "reason": "\(closed?.reason ?? "closed by the client")",
         ])
-        if let readError { throw readError }
     }
 
-    private func writeLoop(_ writer: FrameWriter) async {
-        while true {
-            switch await queue.next() {
-            case .frames(let frames):
-                // Everything queued since the last write goes out with one flush.
-                do {
-                    try await writer.write(frames)
-                } catch {
-                    queue.finish()
-                    return
-                }
-                queue.didWrite(bytes: frames.reduce(0) { $0 + $1.readableBytes })
-            case .close(let code, let reason):
-                closedWith.withLock { $0 = (code, reason) }
-                if code == 4100 { broker.metrics.slowConsumerCloses.increment() }
-                await writer.close(code: code, reason: reason)
-                queue.finish()
-                return
-            case .finished:
-                return
+    /// Closes with 4101 once the token's `exp` passes (a refresh moves it).
+    private func scheduleExpiry(_ identity: Identity) {
+        let connection = self.connection
+        let expires = identity.expiresAtMillis
+        outbox.eventLoop.execute { connection.value.expire(atMillis: expires) }
+    }
+
+    // MARK: Commands
+
+    /// A message from the client (on the event loop): queued, and run after the ones before it.
+    func received(_ message: InboundMessage) {
+        let start = commands.withLock { c in
+            c.waiting.append(message)
+            defer { c.running = true }
+            return !c.running
+        }
+        if start { Task { await self.runCommands() } }
+    }
+
+    private func runCommands() async {
+        while let message = commands.withLock({ c -> InboundMessage? in
+            if c.waiting.isEmpty {
+                c.running = false
+                return nil
             }
+            return c.waiting.removeFirst()
+        }) {
+            await handle(message)
+        }
+    }
+
+    /// A command over the rate limit (on the event loop): refused, or the connection closed (4129).
+    func rateLimited(_ message: InboundMessage, closing: Bool) {
+        broker.metrics.rateLimitedCommands.increment()
+        if closing {
+            close(code: 4129, reason: "rate limited: too many commands; reconnect later")
+        } else {
+            refuseForRate(message)
         }
     }
 
@@ -146,26 +216,6 @@ final class WebSocketSession: Subscriber {
             send(ServerFrames.error(error))
         }
     }
-
-    /// Closes the connection with 4101 once the token's `exp` passes (a refresh moves it).
-    private func watchExpiry() {
-        guard identity.expiresAtMillis != nil else { return }
-        expiryWatch.withLock { task in
-            guard task == nil else { return }
-            task = Task { [weak self] in
-                while let self, let expires = self.identity.expiresAtMillis {
-                    let wait = expires - Timestamp.nowMilliseconds()
-                    if wait <= 0 {
-                        self.queue.close(code: 4101, reason: "token expired; reconnect with a new token")
-                        return
-                    }
-                    do { try await Task.sleep(for: .milliseconds(wait)) } catch { return }
-                }
-            }
-        }
-    }
-
-    // MARK: Commands
 
     private func handle(_ message: InboundMessage) async {
         switch message {
@@ -202,7 +252,7 @@ final class WebSocketSession: Subscriber {
             try await subscribe(command)
         case .unsubscribe:
             let channel = try command.channel()
-            if channels.withLock({ $0.remove(channel) }) != nil {
+            if state.withLock({ $0.channels.remove(channel) }) != nil {
                 broker.unsubscribe(self, channel: channel)
             }
             send(ServerFrames.reply(id: command.id, result: [:]))
@@ -232,7 +282,7 @@ final class WebSocketSession: Subscriber {
             verified = try await authenticator.identify(token)
         } catch {
             send(ServerFrames.reply(id: command.id, error: error))
-            queue.close(code: 4001, reason: "unauthorized: \(error.message)")
+            close(code: 4001, reason: "unauthorized: \(error.message)")
             return
         }
         setIdentity(verified)
@@ -263,12 +313,12 @@ final class WebSocketSession: Subscriber {
             throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
         }
         let limit = configuration.limits.subscriptions
-        let added = try channels.withLock { set throws(ProtocolError) -> Bool in
-            if set.contains(channel) { return false }
-            guard set.count < limit else {
+        let added = try state.withLock { s throws(ProtocolError) -> Bool in
+            if s.channels.contains(channel) || s.closed { return false }
+            guard s.channels.count < limit else {
                 throw ProtocolError(.tooLarge, "subscription limit reached: at most \(limit) channels a connection")
             }
-            set.insert(channel)
+            s.channels.insert(channel)
             return true
         }
         guard added else { throw ProtocolError(.conflict, "already subscribed to \"\(channel)\"") }
@@ -285,11 +335,13 @@ final class WebSocketSession: Subscriber {
                 ]))
             }
         } catch {
-            channels.withLock { _ = $0.remove(channel) }
+            state.withLock { _ = $0.channels.remove(channel) }
             throw error
         }
+        // The connection closed while this subscription was being set up: undo it.
+        if state.withLock({ $0.closed }) { broker.unsubscribe(self, channel: channel) }
         if !subscription.live {
-            queue.close(code: 4100, reason: "slow consumer: too many messages during catch-up; reconnect and resume")
+            close(code: 4100, reason: "slow consumer: too many messages during catch-up; reconnect and resume")
         }
     }
 

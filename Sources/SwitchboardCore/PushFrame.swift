@@ -1,0 +1,75 @@
+import NIOCore
+
+/// A push frame encoded once for every subscriber of a message: the JSON, and the same
+/// bytes behind a WebSocket text-frame header. Both views share one buffer, so a WebSocket
+/// write is a single buffer that every connection shares and no subscriber copies or encodes.
+public struct PushFrame: Sendable {
+    /// The whole WebSocket frame (server to client, unmasked): header and payload.
+    public let wire: ByteBuffer
+    /// The payload alone (for SSE and long-polling).
+    public let json: ByteBuffer
+
+    public init(json text: String) {
+        let length = text.utf8.count
+        var wire = ByteBuffer()
+        wire.reserveCapacity(WebSocketWire.headerLength(payload: length) + length)
+        WebSocketWire.writeHeader(opcode: WebSocketWire.text, payloadLength: length, to: &wire)
+        let start = wire.writerIndex
+        wire.writeString(text)
+        self.wire = wire
+        self.json = wire.getSlice(at: start, length: length)!
+    }
+}
+
+/// Server-to-client WebSocket frames (RFC 6455 section 5.2): unmasked, never fragmented.
+public enum WebSocketWire {
+    public static let text: UInt8 = 0x1
+    public static let close: UInt8 = 0x8
+    public static let ping: UInt8 = 0x9
+    public static let pong: UInt8 = 0xA
+
+    public static func headerLength(payload: Int) -> Int {
+        payload < 126 ? 2 : payload <= 0xFFFF ? 4 : 10
+    }
+
+    public static func writeHeader(opcode: UInt8, payloadLength: Int, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(0x80 | opcode)
+        if payloadLength < 126 {
+            buffer.writeInteger(UInt8(payloadLength))
+        } else if payloadLength <= 0xFFFF {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(payloadLength))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(payloadLength))
+        }
+    }
+
+    /// One frame holding `payload` (copied behind the header).
+    public static func frame(opcode: UInt8, payload: ByteBuffer) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(headerLength(payload: payload.readableBytes) + payload.readableBytes)
+        writeHeader(opcode: opcode, payloadLength: payload.readableBytes, to: &out)
+        out.writeImmutableBuffer(payload)
+        return out
+    }
+
+    /// A close frame with `code` and a reason cut to fit the 125-byte control-frame limit.
+    public static func closeFrame(code: UInt16, reason: String?) -> ByteBuffer {
+        var payload = ByteBuffer()
+        payload.writeInteger(code)
+        if let reason { payload.writeString(String(decoding: Self.prefix(reason, bytes: 123), as: UTF8.self)) }
+        return frame(opcode: close, payload: payload)
+    }
+
+    /// At most `bytes` bytes of `text`, not cutting a character in two.
+    static func prefix(_ text: String, bytes: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for character in text {
+            let utf8 = Array(String(character).utf8)
+            guard out.count + utf8.count <= bytes else { break }
+            out += utf8
+        }
+        return out
+    }
+}

@@ -1,0 +1,262 @@
+import NIOCore
+import NIOWebSocket
+import SwitchboardCore
+
+/// A message read from a WebSocket: the frames of one message, joined.
+enum InboundMessage: Sendable {
+    case text(String)
+    case binary(ByteBuffer)
+}
+
+/// The event-loop side of one WebSocket connection, after the upgrade.
+///
+/// Inbound, it answers pings, notes pongs, answers a close, joins fragments, enforces the
+/// size limit and UTF-8 (RFC 6455) and the command rate limit, and hands whole messages to
+/// the session. Outbound, it writes whole frames (built elsewhere, header included) as its
+/// loop's outbox hands them over, and closes a connection that falls more than the queue
+/// limit behind (4100). It pings every heartbeat and closes a peer that missed a pong (1001).
+/// No task and no stream per connection: all of this is state on the event loop.
+final class WebSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+
+    struct Settings: Sendable {
+        /// Largest frame or message accepted (1009 above it).
+        var maxMessageBytes: Int
+        var heartbeat: TimeAmount
+        /// How long to wait for the peer's close frame before dropping the connection.
+        var closeTimeout: TimeAmount
+        /// Most bytes waiting to be written before the connection is closed with 4100.
+        var queueBytes: Int
+        var commandsPerSecond: Int
+        var commandBurst: Int
+    }
+
+    private let settings: Settings
+    private let raw: RawFrameWriter
+    private var session: WebSocketSession?
+    private var context: ChannelHandlerContext?
+    /// A close frame was written: nothing else goes out.
+    private var closeSent = false
+    /// Written since the last flush.
+    private var unflushed = false
+    /// Bytes the channel holds unwritten, as of the first write of this batch plus the batch.
+    private var bufferedBytes = 0
+    private var partial: (opcode: WebSocketOpcode, data: ByteBuffer)?
+    private var awaitingPong = false
+    private var heartbeat: RepeatedTask?
+    private var expiry: Scheduled<Void>?
+    private var commands: TokenBucket
+    private var refusedInARow = 0
+
+    init(settings: Settings, raw: RawFrameWriter) {
+        self.settings = settings
+        self.raw = raw
+        self.commands = TokenBucket(rate: settings.commandsPerSecond, burst: settings.commandBurst)
+    }
+
+    /// Set once, before the handler is added.
+    func attach(_ session: WebSocketSession) {
+        self.session = session
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+        heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: settings.heartbeat, delay: settings.heartbeat) { _ in
+            this.value.heartbeatDue()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        heartbeat?.cancel()
+        expiry?.cancel()
+        heartbeat = nil
+        expiry = nil
+        session?.connectionClosed()
+        session = nil
+        context.fireChannelInactive()
+    }
+
+    // MARK: Outbound (on the loop, from the outbox)
+
+    /// Writes an outbox item without flushing; true if this is the batch's first write.
+    func write(_ item: LoopOutbox.Item) -> Bool {
+        guard let context, !closeSent else { return false }
+        let first = !unflushed
+        switch item {
+        case .frame(let frame):
+            if first { bufferedBytes = Self.buffered(context.channel) }
+            if bufferedBytes > 0 && bufferedBytes + frame.readableBytes > settings.queueBytes {
+                close(code: 4100, reason: "slow consumer: more than \(settings.queueBytes) bytes waiting; reconnect and resume")
+                return false
+            }
+            bufferedBytes += frame.readableBytes
+            raw.context?.write(NIOAny(frame), promise: nil)
+        case .close(let code, let reason):
+            close(code: code, reason: reason)
+            return false
+        }
+        unflushed = true
+        return first
+    }
+
+    func flushBatch() {
+        guard unflushed else { return }
+        unflushed = false
+        raw.context?.flush()
+    }
+
+    /// Whether the connection has room for a batch of catch-up (at most half the limit waiting).
+    var hasRoom: Bool {
+        guard let context, !closeSent, context.channel.isActive else { return true }
+        return Self.buffered(context.channel) <= settings.queueBytes / 2
+    }
+
+    /// Sends a close frame after what is written, once. With `hangUp` the connection drops
+    /// once the frame is out; otherwise when the peer answers, or after the close timeout.
+    /// `echo` marks the answer to the peer's close, which is not logged as the server's.
+    func close(code: UInt16, reason: String, hangUp: Bool = false, echo: Bool = false) {
+        guard let context else { return }
+        guard !closeSent else {
+            if hangUp { context.close(promise: nil) }
+            return
+        }
+        closeSent = true
+        unflushed = false
+        if !echo { session?.closing(code: code, reason: reason) }
+        let channel = context.channel
+        let written = send(WebSocketWire.closeFrame(code: code, reason: reason))
+        if hangUp {
+            written?.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            // The wait for the peer's answer starts once the frame is out: a slow reader gets
+            // what was queued before it. One that stops reading is dropped by the heartbeat.
+            let timeout = settings.closeTimeout
+            written?.whenSuccess { channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) } }
+        }
+    }
+
+    /// Closes with 4101 at `millis` (Unix time) unless rescheduled by a refresh.
+    func expire(atMillis millis: Int64?) {
+        expiry?.cancel()
+        expiry = nil
+        guard let millis, let context else { return }
+        let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+        expiry = context.eventLoop.scheduleTask(in: .milliseconds(max(0, millis - Timestamp.nowMilliseconds()))) {
+            this.value.close(code: 4101, reason: "token expired; reconnect with a new token")
+        }
+    }
+
+    /// Pings, or closes a peer that did not answer the last ping (1001). While closing no
+    /// pings go out, so a connection still closing after two heartbeats is dropped.
+    private func heartbeatDue() {
+        if awaitingPong {
+            close(code: 1001, reason: "ping timeout", hangUp: true)
+            return
+        }
+        awaitingPong = true
+        if !closeSent { send(WebSocketWire.frame(opcode: WebSocketWire.ping, payload: ByteBuffer(string: "sb"))) }
+    }
+
+    /// Writes and flushes a control frame at once.
+    @discardableResult
+    private func send(_ frame: ByteBuffer) -> EventLoopFuture<Void>? {
+        guard let raw = raw.context else { return nil }
+        return raw.writeAndFlush(NIOAny(frame))
+    }
+
+    private static func buffered(_ channel: any Channel) -> Int {
+        (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        do {
+            if let message = try read(frame, context: context) { received(message) }
+        } catch let error as ProtocolViolation {
+            close(code: error.code, reason: error.reason, hangUp: true)
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+
+    /// A protocol error found while reading: the connection closes with its code (RFC 6455).
+    struct ProtocolViolation: Error {
+        let code: UInt16
+        let reason: String
+    }
+
+    /// Handles one frame; a whole message when it completes one.
+    private func read(_ frame: WebSocketFrame, context: ChannelHandlerContext) throws -> InboundMessage? {
+        guard frame.reservedBits.isEmpty else { throw ProtocolViolation(code: 1002, reason: "reserved bits set") }
+        switch frame.opcode {
+        case .ping:
+            guard frame.fin, frame.length <= 125 else { throw ProtocolViolation(code: 1002, reason: "bad ping") }
+            if !closeSent {
+                send(WebSocketWire.frame(opcode: WebSocketWire.pong, payload: frame.unmaskedData))
+            }
+        case .pong:
+            awaitingPong = false
+        case .connectionClose:
+            // Echo the peer's code (RFC 6455 section 5.5.1) unless we closed first, then hang up.
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self) ?? 1000
+            close(code: code == 1005 || code == 1006 ? 1000 : code, reason: "", hangUp: true, echo: true)
+        case .text, .binary:
+            guard partial == nil else { throw ProtocolViolation(code: 1002, reason: "a new message inside a fragmented one") }
+            if frame.fin { return try Self.message(frame.opcode, frame.unmaskedData) }
+            partial = (frame.opcode, frame.unmaskedData)
+        case .continuation:
+            guard let (opcode, started) = partial else { throw ProtocolViolation(code: 1002, reason: "continuation without a message") }
+            var data = started
+            var more = frame.unmaskedData
+            guard data.readableBytes + more.readableBytes <= settings.maxMessageBytes else {
+                throw ProtocolViolation(code: 1009, reason: "message over \(settings.maxMessageBytes) bytes")
+            }
+            data.writeBuffer(&more)
+            partial = nil
+            if frame.fin { return try Self.message(opcode, data) }
+            partial = (opcode, data)
+        default:
+            throw ProtocolViolation(code: 1002, reason: "unknown opcode")
+        }
+        return nil
+    }
+
+    private static func message(_ opcode: WebSocketOpcode, _ data: ByteBuffer) throws -> InboundMessage {
+        guard opcode == .text else { return .binary(data) }
+        guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
+            throw ProtocolViolation(code: 1007, reason: "text frame is not UTF-8")
+        }
+        return .text(text)
+    }
+
+    /// Passes a message to the session, or refuses it over the command rate: a `rate_limited`
+    /// answer, and 4129 once another burst has been refused in a row.
+    private func received(_ message: InboundMessage) {
+        guard !closeSent, let session else { return }
+        guard commands.take() else {
+            refusedInARow += 1
+            session.rateLimited(message, closing: refusedInARow > settings.commandBurst)
+            return
+        }
+        refusedInARow = 0
+        session.received(message)
+    }
+
+    /// Decoder errors: a frame over the limit (1009) or a malformed one (1002).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let error = error as? NIOWebSocketError else {
+            context.close(promise: nil)
+            return
+        }
+        switch error {
+        case .invalidFrameLength:
+            close(code: 1009, reason: "frame over \(settings.maxMessageBytes) bytes", hangUp: true)
+        default:
+            close(code: 1002, reason: "malformed frame", hangUp: true)
+        }
+    }
+}
