@@ -78,7 +78,8 @@ public struct SwitchboardServer: Sendable {
         let gate = self.gate
         let limiter = self.limiter
         let authenticator = self.authenticator
-        let outboxes = LoopOutboxes()
+        let sessions = WebSocketSessions()
+        let outboxes = LoopOutboxes(interval: .milliseconds(Int64(configuration.flushIntervalMilliseconds)))
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
@@ -99,9 +100,10 @@ public struct SwitchboardServer: Sendable {
                         }
                     },
                     accept: { channel, admission in
-                        let session = try WebSocketSession.accept(
+                        try WebSocketSession.accept(
                             channel: channel,
                             outboxes: outboxes,
+                            registry: sessions,
                             broker: broker,
                             authenticator: authenticator,
                             identity: admission.identity,
@@ -110,7 +112,6 @@ public struct SwitchboardServer: Sendable {
                         )
                         limiter.connectionOpened(ip: admission.ip)
                         channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
-                        return session
                     }
                 ),
                 timeout: requestTimeout
@@ -127,6 +128,8 @@ public struct SwitchboardServer: Sendable {
             services: [
                 Housekeeping(store: broker.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger),
                 StatsPublisher(broker: broker, logger: logger),
+                // Shut down after the server has stopped accepting (services stop in reverse order).
+                sessions,
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

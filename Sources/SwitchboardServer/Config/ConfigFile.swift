@@ -44,6 +44,7 @@ public enum ConfigFile {
             case "tls_key": c.tlsKeyFile = try string(v, at: key)
             case "heartbeat_seconds": c.heartbeatSeconds = try int(v, at: key, min: 1)
             case "drain_timeout_seconds": c.drainTimeoutSeconds = try int(v, at: key, min: 0)
+            case "flush_interval_ms": c.flushIntervalMilliseconds = try int(v, at: key, min: 0)
             case "allowed_origins":
                 guard case .array(let items) = v else { throw ConfigurationError("allowed_origins must be a list of strings") }
                 c.allowedOrigins = try items.map { (item: JSONValue) throws(ConfigurationError) in try string(item, at: "allowed_origins") }

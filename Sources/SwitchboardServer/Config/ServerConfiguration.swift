@@ -9,6 +9,10 @@ public struct ServerConfiguration: Sendable {
     public var allowedOrigins: [String] = []
     public var limits = Limits()
     public var heartbeatSeconds = 25
+    /// Least time between two large fan-outs' writes on an event loop: while messages to
+    /// hundreds of connections stream in, they gather for this long and go out with one
+    /// system call per connection. Small fan-outs and quiet loops are written at once.
+    public var flushIntervalMilliseconds = 20
     public var namespaces = Namespaces.defaults
     public var insecure = false
     public var apiKey: String?

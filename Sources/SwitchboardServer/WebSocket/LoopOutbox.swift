@@ -7,6 +7,11 @@ import Synchronization
 /// loop, which writes every frame without a flush and then flushes each connection it
 /// touched once. So a publish to a thousand subscribers costs one hop per event loop, not a
 /// task wake-up per connection, and a busy connection gets one flush per batch.
+///
+/// After a large drain (a fan-out to hundreds of connections), the next one waits until
+/// `interval` has passed: under a stream of such publishes, frames gather and each
+/// connection gets them with one system call, which is what the CPU goes on at high fan-out
+/// (TCP sends, not our code). Small drains, and a quiet loop, go at once.
 final class LoopOutbox: Sendable {
     enum Item: Sendable {
         /// A whole WebSocket frame (header included).
@@ -18,13 +23,20 @@ final class LoopOutbox: Sendable {
     private struct Pending {
         var items: [(NIOLoopBound<WebSocketHandler>, Item)] = []
         var scheduled = false
+        var lastDrain = NIODeadline.uptimeNanoseconds(0)
+        var lastDrainSize = 0
     }
 
+    /// Frames in a drain from which the next drain waits for `interval`.
+    static let largeDrain = 256
+
     let eventLoop: any EventLoop
+    let interval: TimeAmount
     private let pending = Mutex(Pending())
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, interval: TimeAmount) {
         self.eventLoop = eventLoop
+        self.interval = interval
     }
 
     func add(_ item: Item, for connection: NIOLoopBound<WebSocketHandler>) {
@@ -33,12 +45,24 @@ final class LoopOutbox: Sendable {
             defer { p.scheduled = true }
             return !p.scheduled
         }
-        if schedule { eventLoop.execute { self.drain() } }
+        if schedule { eventLoop.execute { self.drainSoon() } }
+    }
+
+    private func drainSoon() {
+        let (last, size) = pending.withLock { ($0.lastDrain, $0.lastDrainSize) }
+        let next = last + interval
+        if size < Self.largeDrain || next <= .now() {
+            drain()
+        } else {
+            eventLoop.scheduleTask(deadline: next) { self.drain() }
+        }
     }
 
     private func drain() {
         let items = pending.withLock { p in
             p.scheduled = false
+            p.lastDrain = .now()
+            p.lastDrainSize = p.items.count
             let items = p.items
             p.items = []
             return items
@@ -55,14 +79,17 @@ final class LoopOutbox: Sendable {
 /// One outbox per event loop, made on first use.
 final class LoopOutboxes: Sendable {
     private let outboxes = Mutex<[ObjectIdentifier: LoopOutbox]>([:])
+    let interval: TimeAmount
 
-    init() {}
+    init(interval: TimeAmount) {
+        self.interval = interval
+    }
 
     func outbox(for eventLoop: any EventLoop) -> LoopOutbox {
         outboxes.withLock { all in
             let key = ObjectIdentifier(eventLoop)
             if let outbox = all[key] { return outbox }
-            let outbox = LoopOutbox(eventLoop: eventLoop)
+            let outbox = LoopOutbox(eventLoop: eventLoop, interval: interval)
             all[key] = outbox
             return outbox
         }

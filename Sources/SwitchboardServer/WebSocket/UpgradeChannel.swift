@@ -34,7 +34,8 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     enum Negotiated: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, ProtocolError)
-        case webSocket(WebSocketSession)
+        /// Upgraded and handed to its session; nothing left to do here.
+        case webSocket
     }
 
     struct Value: ServerChildChannelValue {
@@ -49,14 +50,14 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     /// Runs the handshake's checks.
     let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>
     /// Sets up an accepted connection on its upgraded channel (on the channel's event loop).
-    let accept: @Sendable (any Channel, Admission) throws -> WebSocketSession
+    let accept: @Sendable (any Channel, Admission) throws -> Void
 
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         idleTimeout: Duration,
         maxMessageBytes: Int,
         admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>,
-        accept: @escaping @Sendable (any Channel, Admission) throws -> WebSocketSession
+        accept: @escaping @Sendable (any Channel, Admission) throws -> Void
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.idleTimeout = idleTimeout
@@ -93,7 +94,8 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         guard case .success(let admission) = verdict.value else { throw CloseConnection() }
-                        return .webSocket(try accept(channel, admission))
+                        try accept(channel, admission)
+                        return .webSocket
                     }
                 }
             )
@@ -129,8 +131,9 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refusedUpgrade(let http, let refusal):
                 await Self.writeRefusal(refusal, to: http, logger: logger)
-            case .webSocket(let session):
-                await session.run()
+            case .webSocket:
+                // The connection lives on in its channel handler, with no task of its own.
+                break
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])

@@ -37,7 +37,11 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// A close frame was written: nothing else goes out.
     private var closeSent = false
-    /// Written since the last flush.
+    /// Frames of this batch, not yet written: one buffer, so that a batch is one write
+    /// through the pipeline (a lone frame is kept as it is, shared, not copied).
+    private var batch: ByteBuffer?
+    private var batchIsShared = false
+    /// Something was written since the last flush.
     private var unflushed = false
     /// Bytes the channel holds unwritten, as of the first write of this batch plus the batch.
     private var bufferedBytes = 0
@@ -91,7 +95,7 @@ final class WebSocketHandler: ChannelInboundHandler {
                 return false
             }
             bufferedBytes += frame.readableBytes
-            raw.context?.write(NIOAny(frame), promise: nil)
+            append(frame)
         case .close(let code, let reason):
             close(code: code, reason: reason)
             return false
@@ -100,9 +104,35 @@ final class WebSocketHandler: ChannelInboundHandler {
         return first
     }
 
+    private func append(_ frame: ByteBuffer) {
+        guard var joined = batch else {
+            batch = frame
+            batchIsShared = true
+            return
+        }
+        batch = nil
+        if batchIsShared || joined.capacity - joined.writerIndex < frame.readableBytes {
+            var grown = ByteBuffer()
+            grown.reserveCapacity(4 * (joined.readableBytes + frame.readableBytes))
+            grown.writeImmutableBuffer(joined)
+            joined = grown
+        }
+        joined.writeImmutableBuffer(frame)
+        batch = joined
+        batchIsShared = false
+    }
+
+    /// Hands the batch to the pipeline, unflushed.
+    private func writeBatch() {
+        guard let frames = batch else { return }
+        batch = nil
+        raw.context?.write(NIOAny(frames), promise: nil)
+    }
+
     func flushBatch() {
         guard unflushed else { return }
         unflushed = false
+        writeBatch()
         raw.context?.flush()
     }
 
@@ -123,6 +153,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
         closeSent = true
         unflushed = false
+        writeBatch()
         if !echo { session?.closing(code: code, reason: reason) }
         let channel = context.channel
         let written = send(WebSocketWire.closeFrame(code: code, reason: reason))

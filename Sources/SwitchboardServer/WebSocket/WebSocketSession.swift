@@ -9,7 +9,8 @@ import SwitchboardCore
 /// One WebSocket connection's commands and subscriptions. Its event-loop side is a
 /// `WebSocketHandler`; frames for it (pushes from the hub, replies, closes) go through its
 /// loop's outbox, so they leave in the order they were produced. Commands run one after
-/// another on a task that exists only while there are commands to run.
+/// another on a task that exists only while there are commands to run; an idle
+/// connection has no task at all.
 final class WebSocketSession: Subscriber {
     let clientID: String
     private let broker: Broker
@@ -19,6 +20,7 @@ final class WebSocketSession: Subscriber {
     private let channel: any Channel
     private let connection: NIOLoopBound<WebSocketHandler>
     private let outbox: LoopOutbox
+    private let registry: WebSocketSessions
 
     private struct State {
         var identity: Identity
@@ -38,13 +40,14 @@ final class WebSocketSession: Subscriber {
     private let commands = Mutex(Commands())
 
     private init(
-        channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, outbox: LoopOutbox,
+        channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, outbox: LoopOutbox, registry: WebSocketSessions,
         broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger
     ) {
         self.clientID = Self.makeClientID()
         self.channel = channel
         self.connection = connection
         self.outbox = outbox
+        self.registry = registry
         self.broker = broker
         self.authenticator = authenticator
         self.state = Mutex(State(identity: identity))
@@ -55,9 +58,9 @@ final class WebSocketSession: Subscriber {
     /// Sets up an upgraded channel (on its event loop): the frame handler, the session, and
     /// the welcome frame.
     static func accept(
-        channel: any Channel, outboxes: LoopOutboxes,
+        channel: any Channel, outboxes: LoopOutboxes, registry: WebSocketSessions,
         broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger
-    ) throws -> WebSocketSession {
+    ) throws {
         let raw = try RawFrameWriter.install(in: channel)
         let limits = configuration.limits
         let handler = WebSocketHandler(
@@ -73,13 +76,13 @@ final class WebSocketSession: Subscriber {
         )
         let session = WebSocketSession(
             channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop),
-            outbox: outboxes.outbox(for: channel.eventLoop),
+            outbox: outboxes.outbox(for: channel.eventLoop), registry: registry,
             broker: broker, authenticator: authenticator, identity: identity, configuration: configuration, logger: logger
         )
         handler.attach(session)
         try channel.pipeline.syncOperations.addHandler(handler)
         session.opened()
-        return session
+        if !registry.add(session) { session.closeForRestart() }
     }
 
     private var identity: Identity { state.withLock { $0.identity } }
@@ -126,19 +129,15 @@ final class WebSocketSession: Subscriber {
         scheduleExpiry(identity)
     }
 
-    /// Waits until the connection closes. A graceful shutdown closes it with 1012 after
-    /// what is queued, so that clients reconnect at once; cancellation drops it.
-    func run() async {
-        let channel = self.channel
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                try? await channel.closeFuture.get()
-            } onGracefulShutdown: {
-                self.close(code: 1012, reason: "server restarting; reconnect")
-            }
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+    /// On a graceful shutdown: closes with 1012 after what is queued, so that the client
+    /// reconnects at once (to another node, or to this one restarted).
+    func closeForRestart() {
+        close(code: 1012, reason: "server restarting; reconnect")
+    }
+
+    /// Drops the connection without a close handshake.
+    func hangUp() {
+        channel.close(promise: nil)
     }
 
     /// The server is closing the connection with `code` (called on the event loop).
@@ -155,6 +154,7 @@ final class WebSocketSession: Subscriber {
             return (s.channels, s.identity, s.closedWith)
         }
         for channel in channels { broker.unsubscribe(self, channel: channel) }
+        registry.remove(self)
         broker.metrics.connectionClosed(transport: "websocket")
         logger.info("disconnected", metadata: [
             "client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket",
