@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.0.0"..<"6.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Protocol types, names, positions, policies, the hub and the outbound queue. No I/O.
@@ -66,9 +67,22 @@ let package = Package(
             // The browser client, demo pages, dashboard and OpenAPI document, served at /.
             resources: [.copy("Public")]
         ),
+        // `switchboard bench`: a load generator (NIO WebSocket subscribers, a REST publisher,
+        // HDR latency histograms) for any Switchboard deployment.
+        .target(
+            name: "SwitchboardBench",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "switchboard",
             dependencies: [
+                "SwitchboardBench",
                 "SwitchboardCore",
                 "SwitchboardServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -81,8 +95,13 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SwitchboardBenchTests",
+            dependencies: ["SwitchboardBench"]
+        ),
+        .testTarget(
             name: "SwitchboardTests",
             dependencies: [
+                "SwitchboardBench",
                 "SwitchboardCore",
                 "SwitchboardServer",
                 "SwitchboardStore",

@@ -6,7 +6,7 @@ struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "A real-time API server: REST collections and channels, pushed live over WebSocket.",
-        subcommands: [Serve.self, Tail.self, Token.self, Simulate.self],
+        subcommands: [Serve.self, Tail.self, Token.self, Simulate.self, Bench.self],
         defaultSubcommand: Serve.self
     )
 

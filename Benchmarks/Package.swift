@@ -1,0 +1,25 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "switchboard-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "switchboard", path: "/tmp/sbcopy"),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "SwitchboardBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "SwitchboardCore", package: "switchboard"),
+                .product(name: "SwitchboardStore", package: "switchboard"),
+            ],
+            path: "Benchmarks/SwitchboardBenchmarks",
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+import SwitchboardBench
+
+/// `switchboard bench` against a real server: its counts must add up, so that the numbers
+/// it reports for a deployment can be trusted.
+@Suite("switchboard bench")
+struct BenchToolTests {
+    @Test("fanout: every published message reaches every subscriber once, in order, with a latency")
+    func fanoutCountsAddUp() async throws {
+        try await TestServer.with { server in
+            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true)
+            let config = FanoutConfig(
+                subscribers: 20, rate: 40, size: 64, duration: 1, warmup: 0.2, grace: 1,
+                publishers: 2, connectRate: 0, connectConcurrency: 20
+            )
+            let result = try await FanoutScenario.run(options, config)
+            #expect(result.connected == 20)
+            #expect(result.published > 0)
+            #expect(result.expected == result.published * 20)
+            #expect(result.delivered == result.expected)
+            #expect(result.lost == 0 && result.gaps == 0 && result.reorders == 0)
+            #expect(result.p99Ms > 0 && result.p50Ms <= result.p99Ms)
+            let json = try JSONSerialization.jsonObject(with: Data(try result.jsonLine().utf8)) as? [String: Any]
+            #expect(json?["scenario"] as? String == "fanout")
+            #expect(json?["delivered"] as? Int == result.delivered)
+        }
+    }
+
+    @Test("connections: idle connections are all live after the hold")
+    func connectionsAreLive() async throws {
+        try await TestServer.with { server in
+            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true)
+            let config = ConnectionsConfig(count: 200, rate: 0, concurrency: 50, hold: 0.5, serverPID: nil, pingTimeout: 5)
+            let result = try await ConnectionsScenario.run(options, config)
+            #expect(result.opened == 200)
+            #expect(result.failed == 0)
+            #expect(result.live == 200)
+        }
+    }
+
+    @Test("a server that refuses publishes makes the run fail with the reason")
+    func refusedPublishesFail() async throws {
+        try await TestServer.with { server in
+            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "sys:bench", threads: 1, quiet: true)
+            let config = FanoutConfig(
+                subscribers: 2, rate: 50, size: 64, duration: 1, warmup: 0, grace: 0.5,
+                publishers: 1, connectRate: 0, connectConcurrency: 2
+            )
+            await #expect(throws: (any Error).self) { try await FanoutScenario.run(options, config) }
+        }
+    }
+}
