@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "switchboard", path: "/tmp/sbcopy"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -13,6 +14,7 @@ let package = Package(
             name: "SwitchboardBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwitchboardCore", package: "switchboard"),
                 .product(name: "SwitchboardStore", package: "switchboard"),
             ],

@@ -68,6 +68,9 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            // A channel keeps the buffers it reads into for reuse: start them small, so that
+            // an idle connection does not hold kilobytes of them (they grow with the traffic).
+            try channel.syncOptions?.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             let verdict = NIOLoopBoundBox<Result<Admission, ProtocolError>?>(nil, eventLoop: channel.eventLoop)
             let admit = self.admit
             let accept = self.accept
