@@ -27,6 +27,22 @@ struct BenchToolTests {
         }
     }
 
+    @Test("fan-out to 300 subscribers (batched writes after large fan-outs): nothing lost, repeated or reordered")
+    func batchedFanout() async throws {
+        try await TestServer.with(configure: { $0.flushIntervalMilliseconds = 30 }) { server in
+            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true)
+            let config = FanoutConfig(
+                subscribers: 300, rate: 200, size: 64, duration: 1, warmup: 0.2, grace: 2,
+                publishers: 4, connectRate: 0, connectConcurrency: 50
+            )
+            let result = try await FanoutScenario.run(options, config)
+            #expect(result.connected == 300)
+            #expect(result.published > 50)
+            #expect(result.delivered == result.expected)
+            #expect(result.lost == 0 && result.gaps == 0 && result.reorders == 0)
+        }
+    }
+
     @Test("connections: idle connections are all live after the hold")
     func connectionsAreLive() async throws {
         try await TestServer.with { server in

@@ -79,10 +79,12 @@ struct ConfigurationTests {
 
     @Test("JSON config works the same way")
     func jsonConfig() throws {
-        let path = try write(#"{"port": 9999, "namespaces": {"room": {"client_publish": true, "history_size": 5}}}"#, ext: "json")
+        let path = try write(#"{"port": 9999, "flush_interval_ms": 0, "namespaces": {"room": {"client_publish": true, "history_size": 5}}}"#, ext: "json")
         var config = ServerConfiguration()
+        #expect(config.flushIntervalMilliseconds == 20)
         try ConfigFile.load(path: path, into: &config)
         #expect(config.port == 9999)
+        #expect(config.flushIntervalMilliseconds == 0)
         #expect(config.namespaces.policy(forChannel: "room:1").clientPublish)
         // The change feeds keep a policy even when the file does not name them.
         #expect(config.namespaces.policy(forChannel: "collection:x").historySize == 10000)
@@ -99,6 +101,11 @@ struct ConfigurationTests {
             try ConfigFile.load(path: wrongType, into: &config)
             Issue.record("accepted a wrong type")
         } catch { #expect("\(error)".contains("limits.subscriptions")) }
+        let negative = try write("flush_interval_ms: -1\n", ext: "yaml")
+        do {
+            try ConfigFile.load(path: negative, into: &config)
+            Issue.record("accepted a negative flush interval")
+        } catch { #expect("\(error)".contains("flush_interval_ms")) }
         do {
             try ConfigFile.load(path: "/nonexistent/switchboard.yaml", into: &config)
             Issue.record("accepted a missing file")

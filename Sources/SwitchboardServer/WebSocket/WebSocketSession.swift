@@ -1,8 +1,6 @@
 import Foundation
-import ServiceLifecycle
 import Logging
 import NIOCore
-import NIOWebSocket
 import Synchronization
 import SwitchboardCore
 
