@@ -79,7 +79,9 @@ public struct SwitchboardServer: Sendable {
         let limiter = self.limiter
         let authenticator = self.authenticator
         let sessions = WebSocketSessions()
-        let outboxes = LoopOutboxes(interval: .milliseconds(Int64(configuration.flushIntervalMilliseconds)))
+        let webSockets = WebSocketEnvironment(
+            configuration: configuration, broker: broker, authenticator: authenticator, logger: logger, registry: sessions
+        )
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
@@ -100,16 +102,7 @@ public struct SwitchboardServer: Sendable {
                         }
                     },
                     accept: { channel, admission in
-                        try WebSocketSession.accept(
-                            channel: channel,
-                            outboxes: outboxes,
-                            registry: sessions,
-                            broker: broker,
-                            authenticator: authenticator,
-                            identity: admission.identity,
-                            configuration: configuration,
-                            logger: logger
-                        )
+                        try WebSocketSession.accept(channel: channel, environment: webSockets, identity: admission.identity)
                         limiter.connectionOpened(ip: admission.ip)
                         channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
                     }

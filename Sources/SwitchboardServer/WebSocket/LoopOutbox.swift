@@ -76,22 +76,22 @@ final class LoopOutbox: Sendable {
     }
 }
 
-/// One outbox per event loop, made on first use.
-final class LoopOutboxes: Sendable {
-    private let outboxes = Mutex<[ObjectIdentifier: LoopOutbox]>([:])
-    let interval: TimeAmount
+/// One value per event loop (an outbox, a heartbeat), made on first use.
+final class PerEventLoop<Value: Sendable>: Sendable {
+    private let values = Mutex<[ObjectIdentifier: Value]>([:])
+    private let make: @Sendable (any EventLoop) -> Value
 
-    init(interval: TimeAmount) {
-        self.interval = interval
+    init(_ make: @escaping @Sendable (any EventLoop) -> Value) {
+        self.make = make
     }
 
-    func outbox(for eventLoop: any EventLoop) -> LoopOutbox {
-        outboxes.withLock { all in
+    func callAsFunction(_ eventLoop: any EventLoop) -> Value {
+        values.withLock { all in
             let key = ObjectIdentifier(eventLoop)
-            if let outbox = all[key] { return outbox }
-            let outbox = LoopOutbox(eventLoop: eventLoop, interval: interval)
-            all[key] = outbox
-            return outbox
+            if let value = all[key] { return value }
+            let value = make(eventLoop)
+            all[key] = value
+            return value
         }
     }
 }

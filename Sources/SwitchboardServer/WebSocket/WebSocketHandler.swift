@@ -14,24 +14,12 @@ enum InboundMessage: Sendable {
 /// size limit and UTF-8 (RFC 6455) and the command rate limit, and hands whole messages to
 /// the session. Outbound, it writes whole frames (built elsewhere, header included) as its
 /// loop's outbox hands them over, and closes a connection that falls more than the queue
-/// limit behind (4100). It pings every heartbeat and closes a peer that missed a pong (1001).
+/// limit behind (4100). Its loop's heartbeat pings it and closes it when a pong is missed (1001).
 /// No task and no stream per connection: all of this is state on the event loop.
 final class WebSocketHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
 
-    struct Settings: Sendable {
-        /// Largest frame or message accepted (1009 above it).
-        var maxMessageBytes: Int
-        var heartbeat: TimeAmount
-        /// How long to wait for the peer's close frame before dropping the connection.
-        var closeTimeout: TimeAmount
-        /// Most bytes waiting to be written before the connection is closed with 4100.
-        var queueBytes: Int
-        var commandsPerSecond: Int
-        var commandBurst: Int
-    }
-
-    private let settings: Settings
+    private let settings: WebSocketEnvironment
     private let raw: RawFrameWriter
     private var session: WebSocketSession?
     private var context: ChannelHandlerContext?
@@ -47,14 +35,15 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var bufferedBytes = 0
     private var partial: (opcode: WebSocketOpcode, data: ByteBuffer)?
     private var awaitingPong = false
-    private var heartbeat: RepeatedTask?
+    private let heartbeat: LoopHeartbeat
     private var expiry: Scheduled<Void>?
     private var commands: TokenBucket
     private var refusedInARow = 0
 
-    init(settings: Settings, raw: RawFrameWriter) {
+    init(settings: WebSocketEnvironment, raw: RawFrameWriter, heartbeat: LoopHeartbeat) {
         self.settings = settings
         self.raw = raw
+        self.heartbeat = heartbeat
         self.commands = TokenBucket(rate: settings.commandsPerSecond, burst: settings.commandBurst)
     }
 
@@ -65,16 +54,12 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let this = NIOLoopBound(self, eventLoop: context.eventLoop)
-        heartbeat = context.eventLoop.scheduleRepeatedTask(initialDelay: settings.heartbeat, delay: settings.heartbeat) { _ in
-            this.value.heartbeatDue()
-        }
+        heartbeat.join(self)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        heartbeat?.cancel()
+        heartbeat.leave(self)
         expiry?.cancel()
-        heartbeat = nil
         expiry = nil
         session?.connectionClosed()
         session = nil
@@ -180,7 +165,7 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     /// Pings, or closes a peer that did not answer the last ping (1001). While closing no
     /// pings go out, so a connection still closing after two heartbeats is dropped.
-    private func heartbeatDue() {
+    func heartbeatDue() {
         if awaitingPong {
             close(code: 1001, reason: "ping timeout", hangUp: true)
             return

@@ -11,14 +11,13 @@ import SwitchboardCore
 /// connection has no task at all.
 final class WebSocketSession: Subscriber {
     let clientID: String
-    private let broker: Broker
-    private let authenticator: Authenticator
-    private let configuration: ServerConfiguration
-    private let logger: Logger
+    private let environment: WebSocketEnvironment
     private let channel: any Channel
     private let connection: NIOLoopBound<WebSocketHandler>
     private let outbox: LoopOutbox
-    private let registry: WebSocketSessions
+    private var broker: Broker { environment.broker }
+    private var authenticator: Authenticator { environment.authenticator }
+    private var logger: Logger { environment.logger }
 
     private struct State {
         var identity: Identity
@@ -37,50 +36,27 @@ final class WebSocketSession: Subscriber {
     private let state: Mutex<State>
     private let commands = Mutex(Commands())
 
-    private init(
-        channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, outbox: LoopOutbox, registry: WebSocketSessions,
-        broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger
-    ) {
+    private init(channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, environment: WebSocketEnvironment, identity: Identity) {
         self.clientID = Self.makeClientID()
         self.channel = channel
         self.connection = connection
-        self.outbox = outbox
-        self.registry = registry
-        self.broker = broker
-        self.authenticator = authenticator
+        self.environment = environment
+        self.outbox = environment.outboxes(channel.eventLoop)
         self.state = Mutex(State(identity: identity))
-        self.configuration = configuration
-        self.logger = logger
     }
 
     /// Sets up an upgraded channel (on its event loop): the frame handler, the session, and
     /// the welcome frame.
-    static func accept(
-        channel: any Channel, outboxes: LoopOutboxes, registry: WebSocketSessions,
-        broker: Broker, authenticator: Authenticator, identity: Identity, configuration: ServerConfiguration, logger: Logger
-    ) throws {
+    static func accept(channel: any Channel, environment: WebSocketEnvironment, identity: Identity) throws {
         let raw = try RawFrameWriter.install(in: channel)
-        let limits = configuration.limits
-        let handler = WebSocketHandler(
-            settings: .init(
-                maxMessageBytes: limits.messageBytes,
-                heartbeat: .seconds(Int64(configuration.heartbeatSeconds)),
-                closeTimeout: .seconds(5),
-                queueBytes: limits.queueBytes,
-                commandsPerSecond: limits.commandsPerSecond,
-                commandBurst: limits.commandBurst
-            ),
-            raw: raw
-        )
+        let handler = WebSocketHandler(settings: environment, raw: raw, heartbeat: environment.heartbeats(channel.eventLoop))
         let session = WebSocketSession(
-            channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop),
-            outbox: outboxes.outbox(for: channel.eventLoop), registry: registry,
-            broker: broker, authenticator: authenticator, identity: identity, configuration: configuration, logger: logger
+            channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop), environment: environment, identity: identity
         )
         handler.attach(session)
         try channel.pipeline.syncOperations.addHandler(handler)
         session.opened()
-        if !registry.add(session) { session.closeForRestart() }
+        if !environment.registry.add(session) { session.closeForRestart() }
     }
 
     private var identity: Identity { state.withLock { $0.identity } }
@@ -123,7 +99,7 @@ final class WebSocketSession: Subscriber {
     private func opened() {
         logger.info("connected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
         broker.metrics.connectionOpened(transport: "websocket")
-        send(ServerFrames.welcome(client: clientID, heartbeat: configuration.heartbeatSeconds, version: SwitchboardVersion.current))
+        send(ServerFrames.welcome(client: clientID, heartbeat: environment.heartbeatSeconds, version: SwitchboardVersion.current))
         scheduleExpiry(identity)
     }
 
@@ -152,7 +128,7 @@ final class WebSocketSession: Subscriber {
             return (s.channels, s.identity, s.closedWith)
         }
         for channel in channels { broker.unsubscribe(self, channel: channel) }
-        registry.remove(self)
+        environment.registry.remove(self)
         broker.metrics.connectionClosed(transport: "websocket")
         logger.info("disconnected", metadata: [
             "client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket",
@@ -206,7 +182,7 @@ final class WebSocketSession: Subscriber {
     private func refuseForRate(_ message: InboundMessage) {
         let error = ProtocolError(
             .rateLimited,
-            "more than \(configuration.limits.commandsPerSecond) commands a second (burst \(configuration.limits.commandBurst)); slow down"
+            "more than \(environment.commandsPerSecond) commands a second (burst \(environment.commandBurst)); slow down"
         )
         if case .text(let text) = message, let id = try? JSONValue.parse(text)["id"]?.intValue {
             send(ServerFrames.reply(id: id, error: error))
@@ -310,7 +286,7 @@ final class WebSocketSession: Subscriber {
         if wantsPresence && !broker.policy(forChannel: channel).presence {
             throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
         }
-        let limit = configuration.limits.subscriptions
+        let limit = environment.subscriptions
         let added = try state.withLock { s throws(ProtocolError) -> Bool in
             if s.channels.contains(channel) || s.closed { return false }
             guard s.channels.count < limit else {
