@@ -90,6 +90,26 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a client that never answers pings but keeps sending commands stays connected")
+    func commandsAreSignsOfLife() async throws {
+        try await TestServer.with(configure: { $0.heartbeatSeconds = 1 }) { server in
+            let client = try RawWebSocket(port: server.port)
+            #expect(client.readFrame()?.json?["type"] == "welcome")
+            // 3.5 heartbeats of `ping` commands and no pongs: more than the two that close a silent peer.
+            for id in 1...9 {
+                client.sendText(#"{"id": \#(id), "op": "ping"}"#)
+                try await Task.sleep(for: .milliseconds(400))
+            }
+            client.sendText(#"{"id": 100, "op": "subscribe", "channel": "chat:alive"}"#)
+            var reply: JSONValue?
+            while let frame = client.readFrame(timeout: .seconds(3)) {
+                #expect(frame.closeCode == nil)
+                if frame.json?["id"] == 100 { reply = frame.json; break }
+            }
+            #expect(reply?["result"]?["channel"] == "chat:alive")
+        }
+    }
+
     @Test("presence: join and leave pushes, the presence op and REST, members with client, user and info")
     func presence() async throws {
         try await TestServer.with(configure: SecurityTests.secured) { server in

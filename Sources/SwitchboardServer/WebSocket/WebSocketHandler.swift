@@ -189,6 +189,8 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        // Any frame is a sign of life, not only a pong.
+        awaitingPong = false
         do {
             if let message = try read(frame, context: context) { received(message) }
         } catch let error as ProtocolViolation {
@@ -214,7 +216,7 @@ final class WebSocketHandler: ChannelInboundHandler {
                 send(WebSocketWire.frame(opcode: WebSocketWire.pong, payload: frame.unmaskedData))
             }
         case .pong:
-            awaitingPong = false
+            break
         case .connectionClose:
             // Echo the peer's code (RFC 6455 section 5.5.1) unless we closed first, then hang up.
             var data = frame.unmaskedData
