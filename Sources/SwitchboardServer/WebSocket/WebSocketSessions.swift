@@ -15,8 +15,6 @@ final class WebSocketSessions: Service, Sendable {
 
     init() {}
 
-    var count: Int { state.withLock { $0.sessions.count } }
-
     /// Adds a new session; false once draining (the caller closes it at once).
     func add(_ session: WebSocketSession) -> Bool {
         state.withLock { s in
