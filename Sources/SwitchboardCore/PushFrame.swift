@@ -1,7 +1,7 @@
 import NIOCore
 
-/// A push frame encoded once for every subscriber of a message: the JSON, and the same
-/// bytes behind a WebSocket text-frame header. Both views share one buffer, so a WebSocket
+/// A text frame encoded once, whoever it goes to (every subscriber of a message, or one
+/// connection's reply): the JSON, and the same bytes behind a WebSocket text-frame header. Both views share one buffer, so a WebSocket
 /// write is a single buffer that every connection shares and no subscriber copies or encodes.
 public struct PushFrame: Sendable {
     /// The whole WebSocket frame (server to client, unmasked): header and payload.

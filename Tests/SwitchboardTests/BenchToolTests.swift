@@ -6,10 +6,15 @@ import SwitchboardBench
 /// it reports for a deployment can be trusted.
 @Suite("switchboard bench")
 struct BenchToolTests {
+    /// The tool aimed at a test server, on one event loop, without a progress line.
+    static func options(_ server: TestServer, channel: String = "bench") throws -> BenchOptions {
+        try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: channel, threads: 1, quiet: true)
+    }
+
     @Test("fanout: every published message reaches every subscriber once, in order, with a latency")
     func fanoutCountsAddUp() async throws {
         try await TestServer.with { server in
-            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true)
+            let options = try Self.options(server)
             let config = FanoutConfig(
                 subscribers: 20, rate: 40, size: 64, duration: 1, warmup: 0.2, grace: 1,
                 publishers: 2, connectRate: 0, connectConcurrency: 20
@@ -30,7 +35,7 @@ struct BenchToolTests {
     @Test("fan-out to 300 subscribers (batched writes after large fan-outs): nothing lost, repeated or reordered")
     func batchedFanout() async throws {
         try await TestServer.with(configure: { $0.flushIntervalMilliseconds = 30 }) { server in
-            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true)
+            let options = try Self.options(server)
             let config = FanoutConfig(
                 subscribers: 300, rate: 200, size: 64, duration: 1, warmup: 0.2, grace: 2,
                 publishers: 4, connectRate: 0, connectConcurrency: 50
@@ -46,7 +51,7 @@ struct BenchToolTests {
     @Test("connections: idle connections are all live after the hold")
     func connectionsAreLive() async throws {
         try await TestServer.with { server in
-            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true)
+            let options = try Self.options(server)
             let config = ConnectionsConfig(count: 200, rate: 0, concurrency: 50, hold: 0.5, serverPID: nil, pingTimeout: 5)
             let result = try await ConnectionsScenario.run(options, config)
             #expect(result.opened == 200)
@@ -58,7 +63,7 @@ struct BenchToolTests {
     @Test("a server that refuses publishes makes the run fail with the reason")
     func refusedPublishesFail() async throws {
         try await TestServer.with { server in
-            let options = try BenchOptions(url: "http://127.0.0.1:\(server.port)", token: nil, apiKey: nil, channel: "sys:bench", threads: 1, quiet: true)
+            let options = try Self.options(server, channel: "sys:bench")
             let config = FanoutConfig(
                 subscribers: 2, rate: 50, size: 64, duration: 1, warmup: 0, grace: 0.5,
                 publishers: 1, connectRate: 0, connectConcurrency: 2

@@ -76,8 +76,9 @@ final class WebSocketSession: Subscriber {
         outbox.add(.frame(frame.wire), for: connection)
     }
 
+    /// The session's own replies and errors: framed as they are encoded, with no second copy.
     private func send(_ text: String) {
-        send(ByteBuffer(string: text))
+        outbox.add(.frame(PushFrame(json: text).wire), for: connection)
     }
 
     /// Closes with `code` after the frames queued before it.
