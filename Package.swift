@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
+        .library(name: "SwitchboardSQLite", targets: ["SwitchboardSQLite"]),
+        .library(name: "SwitchboardPostgres", targets: ["SwitchboardPostgres"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
@@ -23,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.0.0"..<"6.0.0"),
@@ -36,12 +39,32 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // Durable records, channel offsets and history behind the `Store` protocol.
+        // The seams to the database: `Store` (records, offsets, history, the feed of committed
+        // messages), `Presence` and `NodeRegistry`. No database code.
         .target(
             name: "SwitchboardStore",
+            dependencies: ["SwitchboardCore"]
+        ),
+        // One node on an embedded SQLite file.
+        .target(
+            name: "SwitchboardSQLite",
             dependencies: [
                 "SwitchboardCore",
+                "SwitchboardStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // A cluster on PostgreSQL: the store, LISTEN/NOTIFY, shared presence and the node registry.
+        .target(
+            name: "SwitchboardPostgres",
+            dependencies: [
+                "SwitchboardCore",
+                "SwitchboardStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Hummingbird routes, the WebSocket and fallback transports, auth and limits.
@@ -50,6 +73,8 @@ let package = Package(
             dependencies: [
                 "SwitchboardCore",
                 "SwitchboardStore",
+                "SwitchboardSQLite",
+                "SwitchboardPostgres",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -95,6 +120,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The pure parts, without sockets or a database: the sequencer, codecs, address rules.
+        .testTarget(
+            name: "SwitchboardUnitTests",
+            dependencies: ["SwitchboardCore", "SwitchboardStore", "SwitchboardPostgres", "SwitchboardServer"]
+        ),
         .testTarget(
             name: "SwitchboardBenchTests",
             dependencies: ["SwitchboardBench"]
@@ -106,6 +136,8 @@ let package = Package(
                 "SwitchboardCore",
                 "SwitchboardServer",
                 "SwitchboardStore",
+                "SwitchboardSQLite",
+                "SwitchboardPostgres",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

@@ -3,8 +3,8 @@ import Synchronization
 
 /// Routes committed channel messages to subscribers, in offset order, and keeps presence.
 ///
-/// The store calls `dispatch` in commit order, so subscribers see offsets in order.
-/// A subscription starts in catch-up mode: live messages are held back while the
+/// The node's sequencer calls `dispatch` in offset order per channel, so subscribers see
+/// offsets in order. A subscription starts in catch-up mode: live messages are held back while the
 /// subscriber's missed messages are read from history, and released by `goLive` without
 /// the ones history already delivered, so nothing is lost or repeated at the boundary.
 /// In presence namespaces each subscription is a member; subscribers that asked for
@@ -26,7 +26,6 @@ public final class Hub: Sendable {
 
     private struct State {
         var channels: [String: [ObjectIdentifier: Subscription]] = [:]
-        var published: UInt64 = 0
         var delivered: UInt64 = 0
     }
 
@@ -41,7 +40,6 @@ public final class Hub: Sendable {
     /// Delivers a committed message to the channel's subscribers. Must be called in offset order per channel.
     public func dispatch(_ message: ChannelMessage) {
         state.withLock { s in
-            s.published &+= 1
             // Taken out of the table so that it is uniquely referenced and mutated in place:
             // no copy of the subscriber table, or of a catching-up subscriber's held messages,
             // per message.
@@ -101,18 +99,43 @@ public final class Hub: Sendable {
         }
     }
 
+    public struct Removal: Sendable {
+        /// The subscription's member when it was a live presence member: its leave was
+        /// announced here and is the caller's to record for the cluster.
+        public var member: Member?
+    }
+
+    /// Removes a subscription; nil when there was none.
     @discardableResult
-    public func unsubscribe(_ subscriber: any Subscriber, channel: String) -> Bool {
+    public func unsubscribe(_ subscriber: any Subscriber, channel: String) -> Removal? {
         state.withLock { s in
             let key = ObjectIdentifier(subscriber)
-            guard let removed = s.channels[channel]?.removeValue(forKey: key) else { return false }
+            guard let removed = s.channels[channel]?.removeValue(forKey: key) else { return nil }
+            let member = removed.pending == nil ? removed.member : nil
             if s.channels[channel]!.isEmpty {
                 s.channels.removeValue(forKey: channel)
-            } else if let member = removed.member, removed.pending == nil {
+            } else if let member {
                 announce(member.frame("leave", channel: channel), in: s.channels[channel]!, except: key)
             }
-            return true
+            return Removal(member: member)
         }
+    }
+
+    /// A join or leave on another node, announced to this node's subscribers that asked for presence.
+    public func announce(_ change: PresenceChange) {
+        state.withLock { s in
+            guard let subscriptions = s.channels[change.channel] else { return }
+            let frame = change.member.frame(change.kind.rawValue, channel: change.channel)
+            for sub in subscriptions.values where sub.wantsPresence && sub.pending == nil && sub.member?.client != change.member.client {
+                sub.subscriber.send(frame)
+            }
+        }
+    }
+
+    /// Messages of `channel` were lost to this node: every subscriber of it must resume.
+    public func missed(channel: String) {
+        let subscribers = state.withLock { s in s.channels[channel]?.values.map(\.subscriber) ?? [] }
+        for subscriber in subscribers { subscriber.missed(channel: channel) }
     }
 
     /// Sends a join or leave to the live subscribers that asked for presence.
@@ -143,17 +166,8 @@ public final class Hub: Sendable {
         state.withLock { s in s.channels.mapValues(\.count) }
     }
 
-    public struct Counters: Sendable {
-        public var published: UInt64
-        public var delivered: UInt64
-
-        public init(published: UInt64, delivered: UInt64) {
-            self.published = published
-            self.delivered = delivered
-        }
-    }
-
-    public var counters: Counters {
-        state.withLock { Counters(published: $0.published, delivered: $0.delivered) }
+    /// Messages handed to subscribers (one per subscriber), since the start.
+    public var delivered: UInt64 {
+        state.withLock { $0.delivered }
     }
 }

@@ -82,9 +82,6 @@ public struct Limits: Sendable, Equatable {
     public var handshakesPerSecond = 100
     /// Seconds a client has to send a whole HTTP request (slowloris).
     public var requestTimeoutSeconds = 10
-    /// Apply the per-IP limits to loopback peers too. Off by default: on loopback the peer
-    /// is a local proxy (every client at once) or a local tool such as a load generator.
-    public var limitLoopback = false
 
     public init() {}
 }

@@ -33,6 +33,23 @@ public enum RecordAction: String, Sendable {
     case created, updated, deleted
 }
 
+extension RecordChange {
+    /// The record this change leaves (for a delete, the one removed) and what it did, from
+    /// the record as it is now. Deleting a missing record is `not_found`.
+    public func apply(to current: Record?, collection: String, id: String, now: String) throws(ProtocolError) -> (record: Record, action: RecordAction) {
+        switch self {
+        case .put(let data):
+            guard let current else {
+                return (Record(id: id, version: 1, createdAt: now, updatedAt: now, data: data), .created)
+            }
+            return (Record(id: id, version: current.version + 1, createdAt: current.createdAt, updatedAt: now, data: data), .updated)
+        case .delete:
+            guard let current else { throw .notFound("no record \"\(id)\" in collection \"\(collection)\"") }
+            return (current, .deleted)
+        }
+    }
+}
+
 /// The outcome of a committed record write.
 public struct RecordWriteResult: Sendable {
     public var record: Record

@@ -11,6 +11,9 @@ public protocol Subscriber: AnyObject, Sendable {
     func deliver(_ message: ChannelMessage, frame: PushFrame)
     /// Waits until the subscriber has room for more (catch-up sends history in paced batches).
     func waitForRoom() async
+    /// Messages of `channel` were lost to this node (gone from the store before it could
+    /// deliver them): the subscriber must resume from its last offset, not skip them.
+    func missed(channel: String)
 }
 
 extension Subscriber {
@@ -40,5 +43,19 @@ public struct Member: Sendable, Equatable {
     /// `{"channel":…,"member":{…},"type":"join"|"leave"}`.
     func frame(_ type: String, channel: String) -> ByteBuffer {
         ByteBuffer(string: JSONValue.object(["type": .string(type), "channel": .string(channel), "member": json]).serialized)
+    }
+}
+
+/// A member joining or leaving a presence channel.
+public struct PresenceChange: Sendable, Equatable {
+    public enum Kind: String, Sendable { case join, leave }
+    public var kind: Kind
+    public var channel: String
+    public var member: Member
+
+    public init(_ kind: Kind, channel: String, member: Member) {
+        self.kind = kind
+        self.channel = channel
+        self.member = member
     }
 }

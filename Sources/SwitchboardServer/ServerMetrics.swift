@@ -2,6 +2,7 @@ import Hummingbird
 import Prometheus
 import Synchronization
 import SwitchboardCore
+import SwitchboardStore
 
 /// The server's Prometheus metrics, served at `/metrics` (docs/OPERATIONS.md says what each means).
 ///
@@ -15,7 +16,10 @@ public final class ServerMetrics: Sendable {
     let slowConsumerCloses: Counter
     let rateLimitedCommands: Counter
     let storeLatency: DurationHistogram
-    private let lastHubCounters = Mutex<Hub.Counters>(.init(published: 0, delivered: 0))
+    let gapFills: Counter
+    let lostMessages: Counter
+    let storeUnavailable: Counter
+    private let lastCounters = Mutex<Node.Counters>(.init(published: 0, delivered: 0))
     /// Open connections by transport, readable for `sys:stats`.
     private let openConnections = Mutex<[String: Int]>([:])
 
@@ -31,6 +35,18 @@ public final class ServerMetrics: Sendable {
             buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
                       .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .seconds(1)],
             help: "Time of store operations (publish, record write, history read)."
+        )
+        gapFills = registry.makeCounter(
+            name: "switchboard_gap_fills_total",
+            help: "Reads of messages that reached this node out of order or without their notification (cluster)."
+        )
+        lostMessages = registry.makeCounter(
+            name: "switchboard_lost_messages_total",
+            help: "Messages gone from the store before this node could deliver them; their subscribers resumed."
+        )
+        storeUnavailable = registry.makeCounter(
+            name: "switchboard_store_unavailable_total",
+            help: "Store operations answered 503 because the database was not reachable."
         )
         for transport in ["websocket", "sse"] { connections(transport).set(Int64(0)) }
     }
@@ -60,17 +76,23 @@ public final class ServerMetrics: Sendable {
         ).increment()
     }
 
-    /// Times a store operation.
-    func timeStore<T>(_ operation: () async throws -> T) async rethrows -> T {
+    /// Times a store operation; a database out of reach becomes `unavailable` (503, temporary).
+    func timeStore<T>(_ operation: () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
         defer { storeLatency.record(ContinuousClock.now - start) }
-        return try await operation()
+        do {
+            return try await operation()
+        } catch let error as StoreUnavailable {
+            storeUnavailable.increment()
+            throw ProtocolError(.unavailable, "\(error.description); try again")
+        }
     }
 
-    /// The exposition text, with the hub's counts brought up to date.
-    func render(hub: Hub) -> String {
-        let now = hub.counters
-        let previous = lastHubCounters.withLock { last in
+    /// The exposition text, with the node's counts brought up to date.
+    func render(node: Node) -> String {
+        let now = node.counters
+        let hub = node.hub
+        let previous = lastCounters.withLock { last in
             let p = last
             last = now
             return p

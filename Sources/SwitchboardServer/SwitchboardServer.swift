@@ -9,32 +9,44 @@ import ServiceLifecycle
 import SwitchboardCore
 import SwitchboardStore
 
-/// The Switchboard server: REST and WebSocket on one port over one store and hub.
+/// The Switchboard server: REST and WebSocket on one port, over the node it is given.
 public struct SwitchboardServer: Sendable {
     public let configuration: ServerConfiguration
-    public let broker: Broker
+    public let node: Node
     public let limiter: ClientLimiter
     public let metrics: ServerMetrics
     let authenticator: Authenticator
     let gate: HandshakeGate
+    let addresses: ClientAddress
     private let tls: TLSConfiguration?
     private let logger: Logger
 
+    /// A server on the database `configuration.database` names.
     public init(configuration: ServerConfiguration, logger: Logger, metrics: ServerMetrics = ServerMetrics()) async throws {
+        try configuration.validate()
+        let backend = try await Backend.open(configuration, logger: logger)
+        try await self.init(configuration: configuration, backend: backend, logger: logger, metrics: metrics)
+    }
+
+    /// A server on a store, presence and registry given to it.
+    public init(configuration: ServerConfiguration, backend: Backend, logger: Logger, metrics: ServerMetrics = ServerMetrics()) async throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
         authenticator = try await Authenticator(configuration: configuration)
         limiter = ClientLimiter(limits: configuration.limits)
+        addresses = ClientAddress(trustedProxies: configuration.trustedProxies)
         gate = HandshakeGate(
             origins: OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode),
             limiter: limiter,
             authenticator: authenticator
         )
         tls = try Self.tlsConfiguration(configuration)
-        let store = try SQLiteStore(path: configuration.sqlitePath())
-        broker = Broker(store: store, hub: Hub(), namespaces: configuration.namespaces, metrics: metrics)
+        node = Node(
+            store: backend.store, presence: backend.presence, registry: backend.registry,
+            namespaces: configuration.namespaces, metrics: metrics, logger: logger
+        )
     }
 
     private static func tlsConfiguration(_ c: ServerConfiguration) throws(ConfigurationError) -> TLSConfiguration? {
@@ -58,13 +70,13 @@ public struct SwitchboardServer: Sendable {
         if let web = Bundle.module.path(forResource: "Public", ofType: nil) {
             router.middlewares.add(FileMiddleware(web, searchForIndexHtml: true, logger: logger))
         }
-        router.middlewares.add(AuthMiddleware(authenticator: authenticator))
-        CollectionRoutes(broker: broker, limits: configuration.limits).register(on: router)
-        ChannelRoutes(broker: broker, limits: configuration.limits).register(on: router)
-        SystemRoutes(broker: broker).register(on: router)
-        EventStreamRoute(broker: broker, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
+        router.middlewares.add(AuthMiddleware(authenticator: authenticator, addresses: addresses))
+        CollectionRoutes(node: node, limits: configuration.limits).register(on: router)
+        ChannelRoutes(node: node, limits: configuration.limits).register(on: router)
+        SystemRoutes(node: node).register(on: router)
+        EventStreamRoute(node: node, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
             .register(on: router)
-        LongPollRoute(broker: broker).register(on: router)
+        LongPollRoute(node: node).register(on: router)
         return router
     }
 
@@ -72,15 +84,16 @@ public struct SwitchboardServer: Sendable {
     public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let router = makeRouter()
 
-        let broker = self.broker
+        let node = self.node
         let configuration = self.configuration
         let logger = self.logger
         let gate = self.gate
         let limiter = self.limiter
         let authenticator = self.authenticator
+        let addresses = self.addresses
         let sessions = WebSocketSessions()
         let webSockets = WebSocketEnvironment(
-            configuration: configuration, broker: broker, authenticator: authenticator, logger: logger, registry: sessions
+            configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: sessions
         )
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
@@ -92,7 +105,7 @@ public struct SwitchboardServer: Sendable {
                     idleTimeout: idleTimeout,
                     maxMessageBytes: configuration.limits.messageBytes,
                     admit: { request, remote in
-                        let ip = ClientLimiter.ip(of: remote)
+                        let ip = addresses.resolve(peer: remote, forwardedFor: request.forwardedFor, forwarded: request.forwarded)
                         do throws(ProtocolError) {
                             let identity = try await gate.admit(request, ip: ip)
                             return .success(Admission(identity: identity, ip: ip))
@@ -119,8 +132,12 @@ public struct SwitchboardServer: Sendable {
             server: server,
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "switchboard"),
             services: [
-                Housekeeping(store: broker.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger),
-                StatsPublisher(broker: broker, logger: logger),
+                // The store stops last (services stop in reverse order): what runs above it
+                // finishes its writes first.
+                StoreService(store: node.store),
+                NodeReporter(node: node, logger: logger),
+                Housekeeping(store: node.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger),
+                StatsPublisher(node: node, logger: logger),
                 // Shut down after the server has stopped accepting (services stop in reverse order).
                 sessions,
             ],
@@ -137,6 +154,17 @@ public struct SwitchboardServer: Sendable {
             },
             logger: logger
         )
+    }
+}
+
+/// Runs the store's background work (listeners, pollers) for as long as the server runs.
+struct StoreService: Service {
+    let store: any Store
+
+    func run() async throws {
+        try await store.run()
+        // A store with nothing to run waits like the others for the end.
+        try? await gracefulShutdown()
     }
 }
 

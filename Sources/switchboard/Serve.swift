@@ -17,7 +17,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on; 0 picks a free one and logs it (default 8080). Env: SWITCHBOARD_PORT.")
     var port: Int?
 
-    @Option(help: "sqlite:PATH (default sqlite:./switchboard.sqlite). Env: SWITCHBOARD_DATABASE.")
+    @Option(help: "sqlite:PATH (default sqlite:./switchboard.sqlite), or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for a cluster. Env: SWITCHBOARD_DATABASE.")
     var database: String?
 
     @Option(help: "Config file, YAML or JSON. Env: SWITCHBOARD_CONFIG.")

@@ -34,7 +34,7 @@ struct BenchToolTests {
 
     @Test("fan-out to 300 subscribers (batched writes after large fan-outs): nothing lost, repeated or reordered")
     func batchedFanout() async throws {
-        try await TestServer.with(configure: { $0.flushIntervalMilliseconds = 30 }) { server in
+        try await TestServer.with(configure: { TestServer.manyClients(&$0); $0.flushIntervalMilliseconds = 30 }) { server in
             let options = try Self.options(server)
             let config = FanoutConfig(
                 subscribers: 300, rate: 200, size: 64, duration: 1, warmup: 0.2, grace: 2,
@@ -50,7 +50,7 @@ struct BenchToolTests {
 
     @Test("connections: idle connections are all live after the hold")
     func connectionsAreLive() async throws {
-        try await TestServer.with { server in
+        try await TestServer.with(configure: TestServer.manyClients) { server in
             let options = try Self.options(server)
             let config = ConnectionsConfig(count: 200, rate: 0, concurrency: 50, hold: 0.5, serverPID: nil, pingTimeout: 5)
             let result = try await ConnectionsScenario.run(options, config)

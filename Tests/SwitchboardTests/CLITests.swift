@@ -118,7 +118,7 @@ struct CLITests {
         server.standardError = FileHandle.nullDevice
         try server.run()
         defer { if server.isRunning { server.terminate() } }
-        let running = TestServer(port: port, databasePath: path, broker: nil)
+        let running = TestServer(port: port, databasePath: path, node: nil)
         try await Self.waitForHealth(port: port)
 
         let client = try await WSClient.connect(running)
@@ -183,7 +183,7 @@ struct CLITests {
             try tail.run()
             // Wait until tail has subscribed.
             let deadline = ContinuousClock.now + .seconds(20)
-            while server.broker.hub.subscriberCount(channel: "chat:tail") == 0 && ContinuousClock.now < deadline {
+            while server.node.hub.subscriberCount(channel: "chat:tail") == 0 && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
             }
             try await HTTP.with(server) { http in

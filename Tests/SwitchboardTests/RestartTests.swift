@@ -142,7 +142,7 @@ struct HistoryAgeTests {
                 let resumed = try await http.get("/v1/channels/brief:x/messages?since=\(epoch):0")
                 #expect(resumed.json["recovered"] == false)
                 // The pruner deletes what expired.
-                #expect(try await server.broker.store.pruneExpired(nowMillis: Timestamp.nowMilliseconds()) == 1)
+                #expect(try await server.node.store.pruneExpired(nowMillis: Timestamp.nowMilliseconds()) == 1)
             }
         }
     }

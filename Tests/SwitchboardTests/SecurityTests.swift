@@ -12,7 +12,6 @@ import SwitchboardServer
 struct SecurityTests {
     /// A server with an API key and a JWT secret, where only `public:` is anonymous.
     static func secured(_ config: inout ServerConfiguration) {
-        config.limits.limitLoopback = true  // The tests' clients are all on loopback.
         config.apiKey = Tokens.apiKey
         config.jwtSecret = Tokens.secret
         config.namespaces = Namespaces(policies: [

@@ -45,6 +45,16 @@ public enum ConfigFile {
             case "heartbeat_seconds": c.heartbeatSeconds = try int(v, at: key, min: 1)
             case "drain_timeout_seconds": c.drainTimeoutSeconds = try int(v, at: key, min: 0)
             case "flush_interval_ms": c.flushIntervalMilliseconds = try int(v, at: key, min: 0)
+            case "node_timeout_seconds": c.nodeTimeoutSeconds = try int(v, at: key, min: 2)
+            case "trusted_proxies":
+                guard case .array(let items) = v else { throw ConfigurationError("trusted_proxies must be a list of addresses or CIDR ranges") }
+                c.trustedProxies = try items.map { (item: JSONValue) throws(ConfigurationError) in
+                    let text = try string(item, at: "trusted_proxies")
+                    guard let range = AddressRange(text) else {
+                        throw ConfigurationError("trusted_proxies: \"\(text)\" is not an address or CIDR range (10.0.0.0/8, fd00::/8, 127.0.0.1)")
+                    }
+                    return range
+                }
             case "allowed_origins":
                 guard case .array(let items) = v else { throw ConfigurationError("allowed_origins must be a list of strings") }
                 c.allowedOrigins = try items.map { (item: JSONValue) throws(ConfigurationError) in try string(item, at: "allowed_origins") }
@@ -69,7 +79,10 @@ public enum ConfigFile {
             case "connections_per_ip": l.connectionsPerIP = try int(v, at: at, min: 1)
             case "handshakes_per_second": l.handshakesPerSecond = try int(v, at: at, min: 1)
             case "request_timeout_seconds": l.requestTimeoutSeconds = try int(v, at: at, min: 1)
-            case "limit_loopback": l.limitLoopback = try bool(v, at: at)
+            case "limit_loopback":
+                throw ConfigurationError(
+                    "limits.limit_loopback is gone: per-IP limits apply to every peer, loopback included; behind a proxy, list it in trusted_proxies"
+                )
             default: throw ConfigurationError("unknown key \"\(at)\"")
             }
         }

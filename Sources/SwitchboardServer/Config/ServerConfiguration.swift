@@ -1,11 +1,16 @@
 import SwitchboardCore
+import SwitchboardPostgres
 
 /// Everything `switchboard serve` runs with, after flags, environment and file are merged.
 public struct ServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
-    /// `sqlite:PATH`.
+    /// `sqlite:PATH`, or `postgres://…` for a cluster (SPEC section 7).
     public var database = "sqlite:./switchboard.sqlite"
+    /// Seconds after which a node that stopped reporting is dead and its members leave.
+    public var nodeTimeoutSeconds = 15
+    /// Peers whose `X-Forwarded-For` and `Forwarded` headers name the client (load balancers).
+    public var trustedProxies: [AddressRange] = []
     public var allowedOrigins: [String] = []
     public var limits = Limits()
     public var heartbeatSeconds = 25
@@ -34,17 +39,26 @@ public struct ServerConfiguration: Sendable {
     /// No key and no secret: loopback only, everything allowed (SPEC section 5).
     public var developmentMode: Bool { apiKey == nil && jwtSecret == nil && jwtPublicKeyFile == nil && jwksFile == nil }
 
-    /// The SQLite file path of `database`.
-    public func sqlitePath() throws(ConfigurationError) -> String {
+    public enum DatabaseLocation: Sendable {
+        case sqlite(path: String)
+        case postgres(PostgresURL)
+    }
+
+    /// Where `database` points.
+    public func databaseLocation() throws(ConfigurationError) -> DatabaseLocation {
         if database.hasPrefix("sqlite:") {
             let path = String(database.dropFirst("sqlite:".count))
             guard !path.isEmpty else { throw ConfigurationError("--database sqlite:PATH needs a path") }
-            return path
+            return .sqlite(path: path)
         }
-        if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
-            throw ConfigurationError("PostgreSQL (--database \(database.split(separator: "@").last.map { "…@\($0)" } ?? "postgres://…")) is not supported by this build yet; use sqlite:PATH")
+        if PostgresURL.isPostgres(database) {
+            do {
+                return .postgres(try PostgresURL(database))
+            } catch {
+                throw ConfigurationError(error.description)
+            }
         }
-        throw ConfigurationError("--database must be sqlite:PATH, not \"\(database)\"")
+        throw ConfigurationError("--database must be sqlite:PATH or postgres://USER@HOST/DB, not \"\(database.prefix(60))\"")
     }
 
     /// Refuses to serve other hosts without auth unless told `--insecure` (SPEC section 5).
@@ -56,7 +70,7 @@ public struct ServerConfiguration: Sendable {
                     + "set one of them, or pass --insecure to serve without auth"
             )
         }
-        _ = try sqlitePath()
+        _ = try databaseLocation()
         if (tlsCertificateFile == nil) != (tlsKeyFile == nil) {
             throw ConfigurationError("--tls-cert and --tls-key go together: give both or neither")
         }

@@ -25,6 +25,10 @@ final class EventStream: Subscriber {
         queue.push(frame)
     }
 
+    func missed(channel: String) {
+        queue.close(code: 4100, reason: "missed messages of \(channel) on this node; resume with Last-Event-ID")
+    }
+
     func waitForRoom() async {
         await queue.waitForRoom(atMost: queue.limitBytes / 2)
     }
@@ -77,7 +81,7 @@ final class EventStream: Subscriber {
 /// `GET /v1/sse?channels=a,b`.
 struct EventStreamRoute {
     typealias Context = SwitchboardRequestContext
-    let broker: Broker
+    let node: Node
     let gate: HandshakeGate
     let limiter: ClientLimiter
     let configuration: ServerConfiguration
@@ -104,7 +108,7 @@ struct EventStreamRoute {
             credential: Credentials.from(request)
         )
         let identity = try await gate.admit(handshake, ip: ip)
-        for channel in channels where !identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) {
+        for channel in channels where !identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) {
             throw identity.refusal("subscribing to \"\(channel)\"")
         }
 
@@ -115,7 +119,7 @@ struct EventStreamRoute {
         let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
         stream.send(ByteBuffer(string: "retry: 1000\n\n"))
         let streamChannels = channels
-        let broker = self.broker
+        let node = self.node
         let limiter = self.limiter
         let metrics = self.metrics
         let logger = self.logger
@@ -129,7 +133,7 @@ struct EventStreamRoute {
         ]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             defer {
-                for channel in streamChannels { broker.unsubscribe(stream, channel: channel) }
+                for channel in streamChannels { node.unsubscribe(stream, channel: channel) }
                 limiter.connectionClosed(ip: ip)
                 metrics.connectionClosed(transport: "sse")
             }
@@ -139,7 +143,7 @@ struct EventStreamRoute {
                     group.addTask {
                         do {
                             for channel in streamChannels {
-                                let subscription = try await broker.subscribe(stream, channel: channel, since: resume[channel]) { position, recovered in
+                                let subscription = try await node.subscribe(stream, channel: channel, since: resume[channel]) { position, recovered in
                                     stream.subscribedEvent(channel: channel, position: position, recovered: recovered)
                                 }
                                 if !subscription.live { stream.queue.close(code: 4100, reason: "slow consumer") }

@@ -23,6 +23,11 @@ final class PollWaiter: Subscriber {
         waiter?.resume()
     }
 
+    /// The poll answers with what it has; the next one, with `since`, reads the rest.
+    func missed(channel: String) {
+        wake()
+    }
+
     var messages: [ChannelMessage] { state.withLock { $0.messages } }
 
     /// Ends the wait now (timeout, shutdown).
@@ -57,7 +62,7 @@ final class PollWaiter: Subscriber {
 /// `GET /v1/poll?channel=C&since=EPOCH:OFFSET&timeout=25` (SPEC section 4).
 struct LongPollRoute {
     typealias Context = SwitchboardRequestContext
-    let broker: Broker
+    let node: Node
 
     func register(on router: Router<Context>) {
         router.get("v1/poll", use: poll)
@@ -77,13 +82,13 @@ struct LongPollRoute {
             }
         }
         guard let channel else { throw ProtocolError.badRequest("channel is required: /v1/poll?channel=C&since=EPOCH:OFFSET") }
-        guard context.identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+        guard context.identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) else {
             throw context.identity.refusal("reading \"\(channel)\"")
         }
 
         let waiter = PollWaiter()
-        let subscription = try await broker.subscribe(waiter, channel: channel, since: since)
-        defer { broker.unsubscribe(waiter, channel: channel) }
+        let subscription = try await node.subscribe(waiter, channel: channel, since: since)
+        defer { node.unsubscribe(waiter, channel: channel) }
         if since == nil || subscription.recovered {
             let timer = Task {
                 try? await Task.sleep(for: .seconds(timeout))

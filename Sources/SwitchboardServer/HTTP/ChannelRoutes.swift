@@ -4,7 +4,7 @@ import SwitchboardCore
 /// `/v1/channels…`: publish over REST, read history, list channels (SPEC section 2).
 struct ChannelRoutes {
     typealias Context = SwitchboardRequestContext
-    let broker: Broker
+    let node: Node
     let limits: Limits
 
     func register(on router: Router<Context>) {
@@ -16,7 +16,7 @@ struct ChannelRoutes {
 
     func publish(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
-        guard !Broker.isReserved(channel: channel) else {
+        guard !Node.isReserved(channel: channel) else {
             throw ProtocolError.forbidden("\"\(channel)\" is reserved: only the server publishes on collection: and sys: channels")
         }
         guard context.identity.mayPublishOverREST(channel: channel) else {
@@ -36,7 +36,7 @@ struct ChannelRoutes {
             }
             idempotencyKey = s
         }
-        let result = try await broker.publish(channel: channel, data: data, idempotencyKey: idempotencyKey)
+        let result = try await node.publish(channel: channel, data: data, idempotencyKey: idempotencyKey)
         return .json(
             ["channel": .string(channel), "epoch": .string(result.position.epoch), "offset": .int(result.position.offset)],
             status: result.duplicate ? .ok : .created
@@ -45,7 +45,7 @@ struct ChannelRoutes {
 
     func history(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
-        guard context.identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+        guard context.identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) else {
             throw context.identity.refusal("reading \"\(channel)\"")
         }
         var since: Position?
@@ -58,25 +58,27 @@ struct ChannelRoutes {
                 continue
             }
         }
-        return .json(try await broker.historyJSON(channel: channel, since: since, limit: limit))
+        return .json(try await node.historyJSON(channel: channel, since: since, limit: limit))
     }
 
     func presence(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
-        let policy = broker.policy(forChannel: channel)
+        let policy = node.policy(forChannel: channel)
         guard context.identity.mayRead(channel: channel, policy: policy) else {
             throw context.identity.refusal("presence of \"\(channel)\"")
         }
         guard policy.presence else {
             throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
         }
-        let members = broker.hub.members(channel: channel).map(\.json)
+        let members = try await node.members(channel: channel).map(\.json)
         return .json(["channel": .string(channel), "members": .array(members)])
     }
 
     func listChannels(_ request: Request, context: Context) async throws -> Response {
         guard context.identity.mayAdminister else { throw context.identity.refusal("listing channels") }
-        let counts = broker.hub.channelCounts()
+        // Every node's subscribers (SPEC section 7).
+        var counts: [String: Int] = [:]
+        for report in try await node.clusterReports() { counts.merge(report.channels, uniquingKeysWith: +) }
         let channels: [JSONValue] = counts.keys.sorted().map { name in
             ["channel": .string(name), "subscribers": .int(Int64(counts[name]!))]
         }

@@ -6,7 +6,7 @@ import SwitchboardCore
 /// change event on `collection:{c}` in the same transaction and is answered after the commit.
 struct CollectionRoutes {
     typealias Context = SwitchboardRequestContext
-    let broker: Broker
+    let node: Node
     let limits: Limits
 
     func register(on router: Router<Context>) {
@@ -45,7 +45,7 @@ struct CollectionRoutes {
                 continue  // Unknown parameters (cache busters and the like) are ignored.
             }
         }
-        let page = try await broker.store.listRecords(collection: collection, after: after, limit: limit, filters: filters)
+        let page = try await node.store.listRecords(collection: collection, after: after, limit: limit, filters: filters)
         let body: JSONValue = [
             "items": .array(page.items.map(\.json)),
             "next": page.next.map(JSONValue.string) ?? .null,
@@ -58,7 +58,7 @@ struct CollectionRoutes {
     func get(_ request: Request, context: Context) async throws -> Response {
         let (collection, id) = try Self.recordName(context)
         try checkRead(collection, context)
-        guard let record = try await broker.store.record(collection: collection, id: id) else {
+        guard let record = try await node.store.record(collection: collection, id: id) else {
             throw Self.noRecord(collection, id)
         }
         if let match = request.headers[.ifNoneMatch], ETag.matches(match, version: record.version) {
@@ -71,8 +71,8 @@ struct CollectionRoutes {
         let collection = try Self.collectionName(context)
         try checkWrite(collection, context)
         let data = try await request.jsonObjectBody(limit: limits.bodyBytes)
-        let id = broker.newRecordID()
-        let result = try await broker.writeRecord(collection: collection, id: id) { current in
+        let id = node.newRecordID()
+        let result = try await node.writeRecord(collection: collection, id: id) { current in
             guard current == nil else { throw ProtocolError(.conflict, "record \"\(id)\" already exists") }
             return .put(data)
         }
@@ -88,7 +88,7 @@ struct CollectionRoutes {
         try checkWrite(collection, context)
         let data = try await request.jsonObjectBody(limit: limits.bodyBytes)
         let preconditions = Preconditions(request)
-        let result = try await broker.writeRecord(collection: collection, id: id) { current in
+        let result = try await node.writeRecord(collection: collection, id: id) { current in
             try preconditions.check(current)
             return .put(data)
         }
@@ -106,7 +106,7 @@ struct CollectionRoutes {
             throw ProtocolError.badRequest("a merge patch for a record must be a JSON object, not \(patch.typeName)")
         }
         let preconditions = Preconditions(request)
-        let result = try await broker.writeRecord(collection: collection, id: id) { current in
+        let result = try await node.writeRecord(collection: collection, id: id) { current in
             guard let current else { throw Self.noRecord(collection, id) }
             try preconditions.check(current)
             guard case .object(let data) = MergePatch.apply(patch, to: .object(current.data)) else {
@@ -121,7 +121,7 @@ struct CollectionRoutes {
         let (collection, id) = try Self.recordName(context)
         try checkWrite(collection, context)
         let preconditions = Preconditions(request)
-        _ = try await broker.writeRecord(collection: collection, id: id) { current in
+        _ = try await node.writeRecord(collection: collection, id: id) { current in
             guard let current else { throw Self.noRecord(collection, id) }
             try preconditions.check(current)
             return .delete
@@ -132,7 +132,7 @@ struct CollectionRoutes {
     // MARK: Permissions
 
     private func checkRead(_ collection: String, _ context: Context) throws {
-        let policy = broker.policy(forChannel: Names.collectionChannel(collection))
+        let policy = node.policy(forChannel: Names.collectionChannel(collection))
         guard context.identity.mayReadCollection(collection, policy: policy) else {
             throw context.identity.refusal("reading collection \"\(collection)\"")
         }

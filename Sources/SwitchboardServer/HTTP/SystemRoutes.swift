@@ -4,13 +4,13 @@ import SwitchboardCore
 /// Liveness, readiness, the index, and a clear answer for `/v1/ws` without an upgrade.
 struct SystemRoutes {
     typealias Context = SwitchboardRequestContext
-    let broker: Broker
+    let node: Node
 
     func register(on router: Router<Context>) {
         router.get("healthz") { _, _ in Response.json(["status": "ok"]) }
         router.get("readyz") { _, _ in
             do {
-                try await broker.store.ping()
+                try await node.store.ping()
                 return Response.json(["status": "ready"])
             } catch {
                 throw ProtocolError(.unavailable, "the database is not reachable")
@@ -21,7 +21,7 @@ struct SystemRoutes {
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: broker.metrics.render(hub: broker.hub)))
+                body: .init(byteBuffer: ByteBuffer(string: node.metrics.render(node: node)))
             )
         }
         router.get("v1/ws") { _, _ -> Response in

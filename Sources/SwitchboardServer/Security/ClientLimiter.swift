@@ -2,7 +2,9 @@ import NIOCore
 import Synchronization
 import SwitchboardCore
 
-/// Per-IP limits on long-lived connections and on handshakes a second (SPEC section 5).
+/// Per-IP limits on long-lived connections and on handshakes a second (SPEC section 5),
+/// for every client address, loopback included (behind a proxy, the address is the one
+/// `ClientAddress` finds in the forwarding headers).
 public final class ClientLimiter: Sendable {
     private struct PerIP {
         var connections = 0
@@ -16,13 +18,8 @@ public final class ClientLimiter: Sendable {
         self.limits = limits
     }
 
-    static func ip(of address: SocketAddress?) -> String {
-        address?.ipAddress ?? "unknown"
-    }
-
     /// Checks a handshake from `ip` and counts it; nil if allowed, else the reason.
     public func admitHandshake(ip: String) -> ProtocolError? {
-        if !limits.limitLoopback && Self.isLoopback(ip) { return nil }
         return state.withLock { table in
             var entry = table[ip] ?? PerIP(handshakes: TokenBucket(rate: limits.handshakesPerSecond, burst: limits.handshakesPerSecond * 2))
             defer { table[ip] = entry }
@@ -35,10 +32,6 @@ public final class ClientLimiter: Sendable {
             }
             return nil
         }
-    }
-
-    static func isLoopback(_ ip: String) -> Bool {
-        ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     public func connectionOpened(ip: String) {

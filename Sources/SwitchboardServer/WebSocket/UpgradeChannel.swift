@@ -15,6 +15,8 @@ struct HandshakeRequest: Sendable {
     var origin: String?
     var host: String?
     var credential: String?
+    var forwardedFor: [String] = []
+    var forwarded: [String] = []
 }
 
 /// What an accepted handshake hands to the connection.
@@ -152,7 +154,10 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         }
         if credential == nil { credential = head.headers["X-API-Key"].first }
         if credential == nil { credential = Credentials.queryToken(in: head.uri) }
-        return HandshakeRequest(path: path, origin: head.headers["Origin"].first, host: head.headers["Host"].first, credential: credential)
+        return HandshakeRequest(
+            path: path, origin: head.headers["Origin"].first, host: head.headers["Host"].first, credential: credential,
+            forwardedFor: head.headers["X-Forwarded-For"], forwarded: head.headers["Forwarded"]
+        )
     }
 
     /// A later request on a kept-alive connection cannot upgrade (the upgrade handler is gone):

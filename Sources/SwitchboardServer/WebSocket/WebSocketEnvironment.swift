@@ -5,7 +5,7 @@ import NIOCore
 /// hold one reference to it instead of copies, since per-connection memory is what limits
 /// how many connections a node holds.
 final class WebSocketEnvironment: Sendable {
-    let broker: Broker
+    let node: Node
     let authenticator: Authenticator
     let logger: Logger
     let outboxes: PerEventLoop<LoopOutbox>
@@ -23,10 +23,10 @@ final class WebSocketEnvironment: Sendable {
     let subscriptions: Int
 
     init(
-        configuration: ServerConfiguration, broker: Broker, authenticator: Authenticator, logger: Logger,
+        configuration: ServerConfiguration, node: Node, authenticator: Authenticator, logger: Logger,
         registry: WebSocketSessions
     ) {
-        self.broker = broker
+        self.node = node
         self.authenticator = authenticator
         self.logger = logger
         self.registry = registry

@@ -15,7 +15,7 @@ final class WebSocketSession: Subscriber {
     private let channel: any Channel
     private let connection: NIOLoopBound<WebSocketHandler>
     private let outbox: LoopOutbox
-    private var broker: Broker { environment.broker }
+    private var node: Node { environment.node }
     private var authenticator: Authenticator { environment.authenticator }
     private var logger: Logger { environment.logger }
 
@@ -86,6 +86,10 @@ final class WebSocketSession: Subscriber {
         outbox.add(.close(code: code, reason: reason), for: connection)
     }
 
+    func missed(channel: String) {
+        close(code: 4100, reason: "missed messages of \(channel) on this node; reconnect and resume")
+    }
+
     func waitForRoom() async {
         let connection = self.connection
         while channel.isActive {
@@ -99,7 +103,7 @@ final class WebSocketSession: Subscriber {
 
     private func opened() {
         logger.info("connected", metadata: ["client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket"])
-        broker.metrics.connectionOpened(transport: "websocket")
+        node.metrics.connectionOpened(transport: "websocket")
         send(ServerFrames.welcome(client: clientID, heartbeat: environment.heartbeatSeconds, version: SwitchboardVersion.current))
         scheduleExpiry(identity)
     }
@@ -118,7 +122,7 @@ final class WebSocketSession: Subscriber {
     /// The server is closing the connection with `code` (called on the event loop).
     func closing(code: UInt16, reason: String) {
         state.withLock { $0.closedWith = (code, reason) }
-        if code == 4100 { broker.metrics.slowConsumerCloses.increment() }
+        if code == 4100 { node.metrics.slowConsumerCloses.increment() }
     }
 
     /// The connection is gone (called on the event loop): leave every channel.
@@ -128,9 +132,9 @@ final class WebSocketSession: Subscriber {
             defer { s.channels = [] }
             return (s.channels, s.identity, s.closedWith)
         }
-        for channel in channels { broker.unsubscribe(self, channel: channel) }
+        for channel in channels { node.unsubscribe(self, channel: channel) }
         environment.registry.remove(self)
-        broker.metrics.connectionClosed(transport: "websocket")
+        node.metrics.connectionClosed(transport: "websocket")
         logger.info("disconnected", metadata: [
             "client": "\(clientID)", "user": "\(identity.user ?? "-")", "transport": "websocket",
             "code": "\(closed.map { String($0.code) } ?? "client")",
@@ -171,7 +175,7 @@ final class WebSocketSession: Subscriber {
 
     /// A command over the rate limit (on the event loop): refused, or the connection closed (4129).
     func rateLimited(_ message: InboundMessage, closing: Bool) {
-        broker.metrics.rateLimitedCommands.increment()
+        node.metrics.rateLimitedCommands.increment()
         if closing {
             close(code: 4129, reason: "rate limited: too many commands; reconnect later")
         } else {
@@ -228,7 +232,7 @@ final class WebSocketSession: Subscriber {
         case .unsubscribe:
             let channel = try command.channel()
             if state.withLock({ $0.channels.remove(channel) }) != nil {
-                broker.unsubscribe(self, channel: channel)
+                node.unsubscribe(self, channel: channel)
             }
             send(ServerFrames.reply(id: command.id, result: [:]))
         case .publish:
@@ -241,10 +245,10 @@ final class WebSocketSession: Subscriber {
             try await refresh(command)
         case .presence:
             let channel = try command.channel()
-            let policy = broker.policy(forChannel: channel)
+            let policy = node.policy(forChannel: channel)
             guard identity.mayRead(channel: channel, policy: policy) else { throw identity.refusal("presence of \"\(channel)\"") }
             guard policy.presence else { throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"") }
-            let members = broker.hub.members(channel: channel).map(\.json)
+            let members = try await node.members(channel: channel).map(\.json)
             send(ServerFrames.reply(id: command.id, result: ["members": .array(members)]))
         }
     }
@@ -281,10 +285,10 @@ final class WebSocketSession: Subscriber {
         let channel = try command.channel()
         let since = try command.since()
         let wantsPresence = try command.optionalBool("presence") ?? false
-        guard identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+        guard identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) else {
             throw identity.refusal("subscribing to \"\(channel)\"")
         }
-        if wantsPresence && !broker.policy(forChannel: channel).presence {
+        if wantsPresence && !node.policy(forChannel: channel).presence {
             throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
         }
         let limit = environment.subscriptions
@@ -298,10 +302,10 @@ final class WebSocketSession: Subscriber {
         }
         guard added else { throw ProtocolError(.conflict, "already subscribed to \"\(channel)\"") }
         let id = command.id
-        let subscription: Broker.Subscription
+        let subscription: Node.Subscription
         do {
             let member = Member(client: clientID, user: identity.user, info: identity.info)
-            subscription = try await broker.subscribe(
+            subscription = try await node.subscribe(
                 self, channel: channel, since: since, member: member, wantsPresence: wantsPresence
             ) { position, recovered in
                 ByteBuffer(string: ServerFrames.reply(id: id, result: [
@@ -314,7 +318,7 @@ final class WebSocketSession: Subscriber {
             throw error
         }
         // The connection closed while this subscription was being set up: undo it.
-        if state.withLock({ $0.closed }) { broker.unsubscribe(self, channel: channel) }
+        if state.withLock({ $0.closed }) { node.unsubscribe(self, channel: channel) }
         if !subscription.live {
             close(code: 4100, reason: "slow consumer: too many messages during catch-up; reconnect and resume")
         }
@@ -322,29 +326,29 @@ final class WebSocketSession: Subscriber {
 
     private func publish(_ command: ClientCommand) async throws {
         let channel = try command.channel()
-        if Broker.isReserved(channel: channel) {
+        if Node.isReserved(channel: channel) {
             throw ProtocolError.forbidden("\"\(channel)\" is reserved: only the server publishes on collection: and sys: channels")
         }
-        guard identity.mayPublishFromClient(channel: channel, policy: broker.policy(forChannel: channel)) else {
-            if identity.role == .development || identity.role == .anonymous, !broker.policy(forChannel: channel).clientPublish {
+        guard identity.mayPublishFromClient(channel: channel, policy: node.policy(forChannel: channel)) else {
+            if identity.role == .development || identity.role == .anonymous, !node.policy(forChannel: channel).clientPublish {
                 throw ProtocolError.forbidden("clients may not publish on \"\(channel)\": its namespace has client_publish off")
             }
             throw identity.refusal("publishing on \"\(channel)\"")
         }
         guard let data = command.fields["data"] else { throw ProtocolError.badRequest("publish needs \"data\"") }
         let key = try command.optionalString("idempotency_key")
-        let result = try await broker.publish(channel: channel, data: data, idempotencyKey: key)
+        let result = try await node.publish(channel: channel, data: data, idempotencyKey: key)
         send(ServerFrames.reply(id: command.id, result: ["epoch": .string(result.position.epoch), "offset": .int(result.position.offset)]))
     }
 
     private func history(_ command: ClientCommand) async throws {
         let channel = try command.channel()
-        guard identity.mayRead(channel: channel, policy: broker.policy(forChannel: channel)) else {
+        guard identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) else {
             throw identity.refusal("reading \"\(channel)\"")
         }
         let since = try command.since()
         let limit = Int(try command.optionalInt("limit", in: 1...1000) ?? 100)
-        send(ServerFrames.reply(id: command.id, rawResult: try await broker.historyJSON(channel: channel, since: since, limit: limit)))
+        send(ServerFrames.reply(id: command.id, rawResult: try await node.historyJSON(channel: channel, since: since, limit: limit)))
     }
 
     private static func makeClientID() -> String {

@@ -9,11 +9,18 @@ import SwitchboardServer
 struct TestServer: Sendable {
     let port: Int
     let databasePath: String
-    /// The server's broker when it runs in this process.
-    let broker: Broker!
+    /// The server's node when it runs in this process.
+    let node: Node!
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
     var wsURL: String { "ws://127.0.0.1:\(port)/v1/ws" }
+
+    /// Per-IP limits apply to loopback too (SPEC section 7): a test that opens hundreds of
+    /// connections from 127.0.0.1 at once raises them, as a load generator's config would.
+    static func manyClients(_ configuration: inout ServerConfiguration) {
+        configuration.limits.connectionsPerIP = 100_000
+        configuration.limits.handshakesPerSecond = 100_000
+    }
 
     static func temporaryDatabase() -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-tests-\(UUID().uuidString)")
@@ -41,7 +48,7 @@ struct TestServer: Sendable {
             group.addTask { try await application.run() }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw TestFailure("server did not start") }
-            let running = TestServer(port: port, databasePath: databasePath, broker: server.broker)
+            let running = TestServer(port: port, databasePath: databasePath, node: server.node)
             do {
                 let result = try await body(running)
                 group.cancelAll()

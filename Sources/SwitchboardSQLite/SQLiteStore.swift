@@ -1,13 +1,18 @@
 import Foundation
 import GRDB
+import Synchronization
 import SwitchboardCore
+import SwitchboardStore
 
-/// The embedded store: one SQLite file in WAL mode through a GRDB `DatabasePool`.
+/// The embedded store of a single node: one SQLite file in WAL mode through a GRDB
+/// `DatabasePool`.
 ///
-/// SQLite has one writer at a time, so offsets are assigned and `onCommit` runs in commit
-/// order while the writer is still held: the hub sees each channel's messages in order.
+/// SQLite has one writer at a time, so offsets are assigned and the feed is called in
+/// commit order while the writer is still held: the feed sees each channel's messages in
+/// order, and never has a gap to fill.
 public final class SQLiteStore: Store {
     private let pool: DatabasePool
+    private let feedBox = Mutex<(any StoreFeed)?>(nil)
     /// Epoch given to channels created in this database; it changes only with a new file.
     public let databaseEpoch: String
 
@@ -72,16 +77,23 @@ public final class SQLiteStore: Store {
         return migrator
     }
 
+    public func attach(feed: any StoreFeed) {
+        feedBox.withLock { $0 = feed }
+    }
+
+    /// SQLite needs nothing in the background.
+    public func run() async throws {}
+
     // MARK: Channels
 
     public func publish(
         channel: String,
         data: String,
         idempotencyKey: String?,
-        history: HistoryPolicy,
-        onCommit: @escaping @Sendable (ChannelMessage) -> Void
+        history: HistoryPolicy
     ) async throws -> PublishResult {
         let epoch = databaseEpoch
+        let feed = feedBox.withLock { $0 }
         return try await pool.writeWithoutTransaction { db in
             var message: ChannelMessage?
             var earlier: Position?
@@ -108,7 +120,7 @@ public final class SQLiteStore: Store {
                 return .commit
             }
             if let earlier { return PublishResult(position: earlier, duplicate: true) }
-            onCommit(message!)
+            feed?.committed(message!)
             return PublishResult(position: message!.position, duplicate: false)
         }
     }
@@ -190,6 +202,18 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func messages(channel: String, after: Int64, through: Int64) async throws -> [ChannelMessage] {
+        let epoch = databaseEpoch
+        return try await pool.read { db in
+            let position = try Self.position(db, channel: channel, defaultEpoch: epoch)
+            return try Row.fetchAll(
+                db,
+                sql: "SELECT pos, data FROM messages WHERE channel = ? AND pos > ? AND pos <= ? ORDER BY pos",
+                arguments: [channel, after, through]
+            ).map { ChannelMessage(channel: channel, epoch: position.epoch, offset: $0["pos"], data: $0["data"]) }
+        }
+    }
+
     public func pruneExpired(nowMillis: Int64) async throws -> Int {
         try await pool.write { db in
             try db.execute(sql: "DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?", arguments: [nowMillis])
@@ -260,40 +284,28 @@ public final class SQLiteStore: Store {
         collection: String,
         id: String,
         history: HistoryPolicy,
-        decide: @escaping @Sendable (SwitchboardCore.Record?) throws -> RecordChange,
-        onCommit: @escaping @Sendable (ChannelMessage) -> Void
+        decide: @escaping @Sendable (SwitchboardCore.Record?) throws -> RecordChange
     ) async throws -> RecordWriteResult {
         let epoch = databaseEpoch
+        let feed = feedBox.withLock { $0 }
         return try await pool.writeWithoutTransaction { db in
             var result: RecordWriteResult!
             try db.inTransaction {
                 let current = try Self.fetchRecord(db, collection: collection, id: id)
-                let change = try decide(current)
-                let now = Timestamp.format(Date())
-                let record: SwitchboardCore.Record
-                let action: RecordAction
-                switch change {
-                case .put(let data):
-                    let text = JSONValue.object(data).serialized
-                    if let current {
-                        record = SwitchboardCore.Record(id: id, version: current.version + 1, createdAt: current.createdAt, updatedAt: now, data: data)
-                        action = .updated
-                        try db.execute(
-                            sql: "UPDATE records SET version = ?, updated_at = ?, data = ? WHERE collection = ? AND id = ?",
-                            arguments: [record.version, now, text, collection, id]
-                        )
-                    } else {
-                        record = SwitchboardCore.Record(id: id, version: 1, createdAt: now, updatedAt: now, data: data)
-                        action = .created
-                        try db.execute(
-                            sql: "INSERT INTO records (collection, id, version, created_at, updated_at, data) VALUES (?, ?, 1, ?, ?, ?)",
-                            arguments: [collection, id, now, now, text]
-                        )
-                    }
-                case .delete:
-                    guard let current else { throw ProtocolError.notFound("no record \"\(id)\" in collection \"\(collection)\"") }
-                    record = current
-                    action = .deleted
+                let (record, action) = try decide(current).apply(to: current, collection: collection, id: id, now: Timestamp.format(Date()))
+                let text = JSONValue.object(record.data).serialized
+                switch action {
+                case .updated:
+                    try db.execute(
+                        sql: "UPDATE records SET version = ?, updated_at = ?, data = ? WHERE collection = ? AND id = ?",
+                        arguments: [record.version, record.updatedAt, text, collection, id]
+                    )
+                case .created:
+                    try db.execute(
+                        sql: "INSERT INTO records (collection, id, version, created_at, updated_at, data) VALUES (?, ?, 1, ?, ?, ?)",
+                        arguments: [collection, id, record.createdAt, record.updatedAt, text]
+                    )
+                case .deleted:
                     try db.execute(sql: "DELETE FROM records WHERE collection = ? AND id = ?", arguments: [collection, id])
                 }
                 let eventData = RecordWriteResult.eventData(action: action, record: record).serialized
@@ -303,25 +315,8 @@ public final class SQLiteStore: Store {
                 result = RecordWriteResult(record: record, action: action, event: event)
                 return .commit
             }
-            onCommit(result.event)
+            feed?.committed(result.event)
             return result
         }
-    }
-}
-
-public enum StoreError: Error, CustomStringConvertible {
-    case corrupt(String)
-    public var description: String {
-        switch self {
-        case .corrupt(let m): "database content is corrupt: \(m)"
-        }
-    }
-}
-
-/// Epoch strings: random, short, and never containing `:`.
-public enum Epoch {
-    public static func random() -> String {
-        let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
-        return String((0..<8).map { _ in alphabet.randomElement()! })
     }
 }

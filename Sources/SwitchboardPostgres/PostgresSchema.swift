@@ -1,0 +1,149 @@
+import Logging
+import PostgresNIO
+
+/// The cluster's tables, created or brought up to date at start (SPEC section 7). Several
+/// nodes may start at once: the migrations run under a transaction-scoped advisory lock, so
+/// one node applies them and the others find them applied.
+enum PostgresSchema {
+    /// Any fixed number: the advisory lock that serialises migrations.
+    static let migrationLock: Int64 = 0x5357_4254_4348  // "SWBTCH"
+
+    static let migrations: [(version: Int, sql: [String])] = [
+        (1, [
+            """
+            CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)
+            """,
+            // `keep` is the history size the last publisher's policy asked for: history reads
+            // serve only that many, and pruning keeps at least a delivery window beyond it.
+            """
+            CREATE TABLE channels (
+                name text PRIMARY KEY,
+                epoch text NOT NULL,
+                last_offset bigint NOT NULL,
+                keep integer NOT NULL DEFAULT 0
+            )
+            """,
+            """
+            CREATE TABLE messages (
+                channel text NOT NULL,
+                pos bigint NOT NULL,
+                data text NOT NULL,
+                created_at bigint NOT NULL,
+                expires_at bigint,
+                PRIMARY KEY (channel, pos)
+            )
+            """,
+            "CREATE INDEX messages_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL",
+            """
+            CREATE TABLE records (
+                collection text NOT NULL,
+                id text NOT NULL,
+                version bigint NOT NULL,
+                created_at text NOT NULL,
+                updated_at text NOT NULL,
+                data text NOT NULL,
+                PRIMARY KEY (collection, id)
+            )
+            """,
+            """
+            CREATE TABLE idempotency (
+                channel text NOT NULL,
+                key text NOT NULL,
+                epoch text NOT NULL,
+                pos bigint NOT NULL,
+                created_at bigint NOT NULL,
+                PRIMARY KEY (channel, key)
+            )
+            """,
+            "CREATE INDEX idempotency_age ON idempotency (created_at)",
+            """
+            CREATE TABLE nodes (
+                id text PRIMARY KEY,
+                seen_at bigint NOT NULL,
+                report text NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE presence (
+                channel text NOT NULL,
+                client text NOT NULL,
+                node text NOT NULL,
+                member text NOT NULL,
+                PRIMARY KEY (channel, client)
+            )
+            """,
+            "CREATE INDEX presence_node ON presence (node)",
+            // One round trip and one statement per publish. The idempotency key is claimed
+            // first (a concurrent publish with the same key waits for this one and then finds
+            // it); the channel's counter row is locked last, so it is held only for the
+            // message insert and the commit. Offsets from the counter follow commit order:
+            // committed offsets always form a contiguous prefix.
+            """
+            CREATE FUNCTION switchboard_publish(
+                p_channel text, p_data text, p_key text, p_keep integer, p_ttl_ms bigint,
+                p_now bigint, p_window bigint, p_epoch text,
+                OUT out_epoch text, OUT out_pos bigint, OUT out_duplicate boolean
+            ) LANGUAGE plpgsql AS $$
+            BEGIN
+                IF p_key IS NOT NULL THEN
+                    INSERT INTO idempotency AS i (channel, key, epoch, pos, created_at)
+                    VALUES (p_channel, p_key, '', 0, p_now)
+                    ON CONFLICT (channel, key) DO UPDATE SET epoch = '', pos = 0, created_at = p_now
+                        WHERE i.created_at <= p_now - p_window;
+                    IF NOT FOUND THEN
+                        SELECT i.epoch, i.pos INTO out_epoch, out_pos FROM idempotency i
+                        WHERE i.channel = p_channel AND i.key = p_key;
+                        out_duplicate := true;
+                        RETURN;
+                    END IF;
+                END IF;
+                INSERT INTO channels AS c (name, epoch, last_offset, keep) VALUES (p_channel, p_epoch, 1, p_keep)
+                ON CONFLICT (name) DO UPDATE SET last_offset = c.last_offset + 1, keep = p_keep
+                RETURNING c.epoch, c.last_offset INTO out_epoch, out_pos;
+                INSERT INTO messages (channel, pos, data, created_at, expires_at)
+                VALUES (p_channel, out_pos, p_data, p_now, CASE WHEN p_ttl_ms > 0 THEN p_now + p_ttl_ms END);
+                IF p_key IS NOT NULL THEN
+                    UPDATE idempotency SET epoch = out_epoch, pos = out_pos WHERE channel = p_channel AND key = p_key;
+                END IF;
+                out_duplicate := false;
+            END
+            $$
+            """,
+        ]),
+    ]
+
+    /// Applies what is missing, and returns the database's epoch.
+    static func migrate(_ connection: PostgresConnection, epoch newEpoch: String, logger: Logger) async throws -> String {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS switchboard_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: logger
+            )
+            var applied = Set<Int>()
+            for try await version in try await connection.query("SELECT version FROM switchboard_migrations", logger: logger).decode(Int.self) {
+                applied.insert(version)
+            }
+            for migration in migrations where !applied.contains(migration.version) {
+                for statement in migration.sql {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO switchboard_migrations (version) VALUES (\(migration.version))", logger: logger)
+                logger.info("database schema migrated", metadata: ["version": "\(migration.version)"])
+            }
+            try await connection.query(
+                "INSERT INTO meta (key, value) VALUES ('epoch', \(newEpoch)) ON CONFLICT (key) DO NOTHING", logger: logger
+            )
+            var epoch = newEpoch
+            for try await value in try await connection.query("SELECT value FROM meta WHERE key = 'epoch'", logger: logger).decode(String.self) {
+                epoch = value
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return epoch
+        } catch {
+            try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+}
