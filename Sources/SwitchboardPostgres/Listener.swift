@@ -27,6 +27,7 @@ struct Listener {
                 do {
                     try await connection.listen(on: Notification.channel) { notifications in
                         attempt = 0
+                        store.noteReachable(true)
                         Task { try? await store.catchUp() }
                         for try await notification in notifications { handle(notification.payload) }
                     }
@@ -37,6 +38,7 @@ struct Listener {
                 try? await connection.close()
             } catch {
                 if Task.isCancelled { return }
+                store.noteReachable(false)
                 store.logger.warning("database listener lost; reconnecting", metadata: ["error": "\(PostgresErrors.describe(error))"])
             }
             reconnects.increment()

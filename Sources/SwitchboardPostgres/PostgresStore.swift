@@ -25,8 +25,12 @@ public final class PostgresStore: Store {
     let notifier: Notifier
     let presenceWriter: PresenceWriter
     private let feedBox = Mutex<(any StoreFeed)?>(nil)
-    /// How long one database operation may take before the caller gets `unavailable`.
+    /// How long one database operation may take before the caller gets `unavailable`; while
+    /// the database is known to be away, the short one, so that callers hear it at once.
     let operationTimeout: Duration
+    static let outageTimeout: Duration = .seconds(1)
+    /// False since an operation or the listener found the database away, until one gets through.
+    private let reachable = Atomic<Bool>(true)
     /// How often the last offsets of watched channels are read.
     let pollInterval: Duration
     /// Messages kept beyond a channel's history size, so that a node that fell behind can
@@ -352,7 +356,20 @@ public final class PostgresStore: Store {
 
     /// Runs `operation` with the timeout, turning a lost or silent database into `StoreUnavailable`.
     func run<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await PostgresErrors.guarding(timeout: operationTimeout, operation)
+        let timeout = reachable.load(ordering: .relaxed) ? operationTimeout : Self.outageTimeout
+        do {
+            let value = try await PostgresErrors.guarding(timeout: timeout, operation)
+            reachable.store(true, ordering: .relaxed)
+            return value
+        } catch let error as StoreUnavailable {
+            reachable.store(false, ordering: .relaxed)
+            throw error
+        }
+    }
+
+    /// What the listener learns of the database's state.
+    func noteReachable(_ up: Bool) {
+        reachable.store(up, ordering: .relaxed)
     }
 
     /// The first row of a query on the pool, or nil.

@@ -35,7 +35,9 @@ struct HTTP: Sendable {
         var fields = HTTPFields()
         if body != nil { fields[.contentType] = "application/json" }
         for (k, v) in headers { fields[HTTPField.Name(k)!] = v }
-        let response = try await client.execute(.init(path, method: method, headers: fields, body: body.map { ByteBuffer(string: $0) }))
+        // A Host header, which proxies (nginx) require of HTTP/1.1 requests.
+        let request = TestClient.Request(path, method: method, authority: "127.0.0.1:\(port)", headers: fields, body: body.map { ByteBuffer(string: $0) })
+        let response = try await client.execute(request)
         let text = response.body.map { String(buffer: $0) } ?? ""
         return Response(status: Int(response.status.code), headers: response.headers, text: text)
     }

@@ -5,7 +5,8 @@ import Synchronization
 import SwitchboardCore
 import SwitchboardServer
 
-/// A real Switchboard server on 127.0.0.1, port 0, over a SQLite file in a temp dir.
+/// A real Switchboard server on 127.0.0.1, port 0, over a SQLite file in a temp dir (or
+/// the PostgreSQL database it is given).
 struct TestServer: Sendable {
     let port: Int
     let databasePath: String
@@ -31,13 +32,14 @@ struct TestServer: Sendable {
     /// Runs `body` against a fresh server; the server stops when it returns.
     static func with<T: Sendable>(
         databasePath: String = temporaryDatabase(),
+        database: String? = nil,
         configure: (inout ServerConfiguration) -> Void = { _ in },
         logs: LogSink? = nil,
         _ body: @Sendable (TestServer) async throws -> T
     ) async throws -> T {
         var configuration = ServerConfiguration()
         configuration.port = 0
-        configuration.database = "sqlite:\(databasePath)"
+        configuration.database = database ?? "sqlite:\(databasePath)"
         configure(&configuration)
         var logger = logs.map { sink in Logger(label: "switchboard-test", factory: { _ in sink.handler }) } ?? Logger(label: "switchboard-test")
         logger.logLevel = logs != nil ? .trace : ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
