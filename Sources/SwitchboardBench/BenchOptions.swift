@@ -1,8 +1,11 @@
 import Foundation
+import Synchronization
 
 /// Where and as whom to connect: everything the three scenarios share.
 public struct BenchOptions: Sendable {
-    public let target: BenchTarget
+    /// One server, or the nodes of a cluster: connections take them in turn.
+    public let targets: [BenchTarget]
+    private let rotation = Rotation()
     /// A JWT, sent as `Authorization: Bearer` on the WebSocket handshake and REST calls.
     public let token: String?
     /// An API key, sent as `X-API-Key`.
@@ -14,16 +17,32 @@ public struct BenchOptions: Sendable {
     public let quiet: Bool
 
     public init(url: String, token: String?, apiKey: String?, channel: String, threads: Int?, quiet: Bool) throws {
+        try self.init(urls: [url], token: token, apiKey: apiKey, channel: channel, threads: threads, quiet: quiet)
+    }
+
+    public init(urls: [String], token: String?, apiKey: String?, channel: String, threads: Int?, quiet: Bool) throws {
+        guard !urls.isEmpty else { throw BenchError.badOption("give at least one --url") }
         guard channel.utf8.count <= 200, !channel.isEmpty,
               channel.utf8.allSatisfy({ Self.channelBytes.contains($0) })
         else { throw BenchError.badOption("--channel must be 1-200 of A-Z a-z 0-9 _ . : @ -, not \"\(channel)\"") }
         if let threads, threads < 1 { throw BenchError.badOption("--threads must be at least 1") }
-        self.target = try BenchTarget(url: url)
+        self.targets = try urls.map(BenchTarget.init(url:))
         self.token = token
         self.apiKey = apiKey
         self.channel = channel
         self.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         self.quiet = quiet
+    }
+
+    /// The first target, which reports name.
+    public var target: BenchTarget { targets[0] }
+
+    /// The WebSocket URLs, comma-separated, for reports.
+    public var webSocketURLs: String { targets.map(\.webSocketURL).joined(separator: ",") }
+
+    /// The target for the next connection: round robin over `targets`.
+    func nextTarget() -> BenchTarget {
+        targets[rotation.next() % targets.count]
     }
 
     /// Credential headers for every request and handshake.
@@ -35,6 +54,12 @@ public struct BenchOptions: Sendable {
     }
 
     private static let channelBytes = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@-".utf8)
+}
+
+/// Hands out 0, 1, 2, … to connections made from any thread.
+private final class Rotation: Sendable {
+    private let counter = Atomic<Int>(0)
+    func next() -> Int { counter.wrappingAdd(1, ordering: .relaxed).oldValue }
 }
 
 /// The server's address, from `--url` (`http://HOST:PORT[/prefix]`).

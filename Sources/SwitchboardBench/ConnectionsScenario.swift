@@ -78,7 +78,7 @@ public enum ConnectionsScenario {
             perConnection = rounded(Double(rssAfter - rssBefore) / Double(opened.subscribers.count), places: 2)
         }
         return ConnectionsResult(
-            url: options.target.webSocketURL,
+            url: options.webSocketURLs,
             channel: options.channel,
             threads: options.threads,
             count: config.count,

@@ -107,7 +107,7 @@ public enum FanoutScenario {
         let latency = stats.histogram
         return FanoutResult(
             scenario: scenario,
-            url: options.target.webSocketURL,
+            url: options.webSocketURLs,
             channel: options.channel,
             threads: options.threads,
             subscribers: config.subscribers,

@@ -41,7 +41,6 @@ final class RESTPublisher {
     private let plan: Plan
     private let loop: any EventLoop
     private let done: EventLoopPromise<PublishReport>
-    private let baseHead: HTTPRequestHead
     private var startTime = NIODeadline.now()
     private var stopTime = NIODeadline.now()
     private var issuing = false
@@ -54,12 +53,16 @@ final class RESTPublisher {
         self.plan = plan
         self.loop = loop
         self.done = loop.makePromise()
-        self.baseHead = HTTPRequestHead(
+    }
+
+    /// The request head for publishing to `target` (the body's length is added per request).
+    private func head(for target: BenchTarget) -> HTTPRequestHead {
+        HTTPRequestHead(
             version: .http1_1,
             method: .POST,
-            uri: options.target.messagesPath(channel: options.channel),
+            uri: target.messagesPath(channel: options.channel),
             headers: HTTPHeaders(
-                [("Host", options.target.hostHeader), ("User-Agent", "switchboard-bench"), ("Content-Type", "application/json")]
+                [("Host", target.hostHeader), ("User-Agent", "switchboard-bench"), ("Content-Type", "application/json")]
                     + options.authHeaders
             )
         )
@@ -85,16 +88,19 @@ final class RESTPublisher {
     }
 
     private func connect() -> EventLoopFuture<Void> {
-        ClientBootstrap(group: loop)
+        let target = options.nextTarget()
+        let head = head(for: target)
+        return ClientBootstrap(group: loop)
             .connectTimeout(.seconds(10))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHTTPClientHandlers() }
             }
-            .connect(host: options.target.host, port: options.target.port)
+            .connect(host: target.host, port: target.port)
             .assumeIsolated()
             .flatMapThrowing { channel in
                 let handler = PublishHandler(
+                    head: head,
                     onResponse: { handler, outcome in self.answered(handler, outcome) },
                     onClose: { handler in self.closed(handler) }
                 )
@@ -122,12 +128,15 @@ final class RESTPublisher {
     private func dispatch(now: NIODeadline = .now()) {
         guard issuing else { return }
         let due = Int(Double((now - startTime).nanoseconds) / 1e9 * plan.rate) + 1
-        while report.issued < due, let connection = idle.popLast() {
+        // The longest-idle connection first, so that publishes spread over every connection
+        // (and so over every node of a cluster).
+        while report.issued < due, !idle.isEmpty {
+            let connection = idle.removeFirst()
             report.issued += 1
             inFlight += 1
             let sentAt = wallClockNanos()
             let body = body(seq: report.issued, sentAt: sentAt, allocator: connection.allocator)
-            var head = baseHead
+            var head = connection.head
             head.headers.add(name: "Content-Length", value: String(body.readableBytes))
             connection.send(head: head, body: body, sentAt: sentAt)
         }
@@ -207,6 +216,8 @@ private final class PublishHandler: ChannelInboundHandler {
         var failure: String?
     }
 
+    /// The head of this connection's requests (its target's).
+    let head: HTTPRequestHead
     private let onResponse: (PublishHandler, Outcome) -> Void
     private let onClose: (PublishHandler) -> Void
     private var context: ChannelHandlerContext?
@@ -214,7 +225,8 @@ private final class PublishHandler: ChannelInboundHandler {
     private var status: HTTPResponseStatus?
     private var errorBody = ByteBuffer()
 
-    init(onResponse: @escaping (PublishHandler, Outcome) -> Void, onClose: @escaping (PublishHandler) -> Void) {
+    init(head: HTTPRequestHead, onResponse: @escaping (PublishHandler, Outcome) -> Void, onClose: @escaping (PublishHandler) -> Void) {
+        self.head = head
         self.onResponse = onResponse
         self.onClose = onClose
     }

@@ -21,11 +21,12 @@ struct WebSocketClient: Sendable {
 
         let channelName = options.channel
         let recorder = self.recorder
+        let target = options.nextTarget()
         let head = HTTPRequestHead(
             version: .http1_1,
             method: .GET,
-            uri: options.target.webSocketPath,
-            headers: HTTPHeaders([("Host", options.target.hostHeader), ("User-Agent", "switchboard-bench")] + options.authHeaders)
+            uri: target.webSocketPath,
+            headers: HTTPHeaders([("Host", target.hostHeader), ("User-Agent", "switchboard-bench")] + options.authHeaders)
         )
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
@@ -54,7 +55,7 @@ struct WebSocketClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(handshake)
                 }
             }
-            .connect(host: options.target.host, port: options.target.port)
+            .connect(host: target.host, port: target.port)
             .whenComplete { result in
                 switch result {
                 case .success(let channel):

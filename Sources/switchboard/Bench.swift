@@ -15,8 +15,11 @@ struct Bench: AsyncParsableCommand {
 extension Bench {
     /// Where and as whom, and how to report: every scenario's options.
     struct CommonOptions: ParsableArguments {
-        @Option(help: "The server's base URL, http only (default http://127.0.0.1:8080). Env: SWITCHBOARD_URL.")
-        var url: String?
+        @Option(help: ArgumentHelp(
+            "The server's base URL, http only (default http://127.0.0.1:8080). Repeat it for the nodes of a cluster: connections and publishers take them in turn. Env: SWITCHBOARD_URL (comma-separated).",
+            valueName: "url"
+        ))
+        var url: [String] = []
 
         @Option(help: "A JWT, sent as Authorization: Bearer on handshakes and publishes.")
         var token: String?
@@ -39,7 +42,7 @@ extension Bench {
         func benchOptions() throws -> BenchOptions {
             let environment = ProcessInfo.processInfo.environment
             return try BenchOptions(
-                url: url ?? environment["SWITCHBOARD_URL"] ?? "http://127.0.0.1:8080",
+                urls: !url.isEmpty ? url : environment["SWITCHBOARD_URL"].map { $0.split(separator: ",").map(String.init) } ?? ["http://127.0.0.1:8080"],
                 token: token,
                 apiKey: apiKey ?? environment["SWITCHBOARD_API_KEY"],
                 channel: channel,

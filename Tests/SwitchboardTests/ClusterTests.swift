@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import SwitchboardBench
 import SwitchboardCore
 import SwitchboardServer
 
@@ -193,6 +194,31 @@ struct ClusterTests {
             let members = try await HTTP.with(node1) { http in try await http.get("/v1/channels/chat:room/presence").json["members"] }
             #expect(members?.arrayValue?.count == 1)
             _ = await watcher.close()
+        }
+    }
+
+    @Test("switchboard bench with a --url per node: subscribers and publishers spread over the cluster, every message delivered in order")
+    func benchAcrossNodes() async throws {
+        try await TestCluster.with(configure: TestServer.manyClients) { nodes in
+            let options = try BenchOptions(
+                urls: nodes.map { "http://127.0.0.1:\($0.port)" }, token: nil, apiKey: nil, channel: "bench", threads: 1, quiet: true
+            )
+            let config = FanoutConfig(
+                subscribers: 30, rate: 100, size: 64, duration: 1, warmup: 0.2, grace: 2,
+                publishers: 3, connectRate: 0, connectConcurrency: 30
+            )
+            let result = try await FanoutScenario.run(options, config)
+            #expect(result.connected == 30)
+            #expect(result.delivered == result.expected)
+            #expect(result.lost == 0 && result.gaps == 0 && result.reorders == 0)
+            // Each node took publishes and delivered to its share of the subscribers.
+            for node in nodes {
+                let metrics = try await HTTP.with(node) { http in try await http.get("/metrics").text }
+                for name in ["switchboard_messages_published_total", "switchboard_messages_delivered_total"] {
+                    let value = metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+                    #expect((value ?? 0) > 0, "\(name) on \(node.port)")
+                }
+            }
         }
     }
 

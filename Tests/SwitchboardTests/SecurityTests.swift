@@ -397,6 +397,46 @@ struct SecurityTests {
         }
     }
 
+    @Test("loopback peers are limited like any other (connections_per_ip: 3 on a laptop)")
+    func loopbackIsLimited() async throws {
+        try await TestServer.with(configure: { $0.limits.connectionsPerIP = 3 }) { server in
+            var open: [WSClient] = []
+            for _ in 0..<3 { open.append(try await WSClient.connect(server)) }
+            let refused = try await HTTP.with(server) { http in try await http.upgrade() }
+            #expect(refused.status == 429)
+            for c in open { _ = await c.close() }
+        }
+    }
+
+    @Test("behind a trusted proxy, limits count the forwarded client address; from anyone else the header is ignored")
+    func trustedProxies() async throws {
+        try await TestServer.with(configure: {
+            $0.limits.connectionsPerIP = 2
+            $0.trustedProxies = [AddressRange("127.0.0.0/8")!]
+        }) { server in
+            try await HTTP.with(server) { http in
+                let alice = ["X-Forwarded-For": "203.0.113.5"]
+                var open: [WSClient] = []
+                for _ in 0..<2 { open.append(try await WSClient.connect(server, headers: alice)) }
+                // A third from the same forwarded address is refused; another address is not.
+                #expect(try await http.upgrade(headers: alice).status == 429)
+                let bob = try await WSClient.connect(server, headers: ["X-Forwarded-For": "198.51.100.9, 127.0.0.1"])
+                // The same client through the Forwarded header.
+                #expect(try await http.upgrade(headers: ["Forwarded": "for=203.0.113.5"]).status == 429)
+                _ = await bob.close()
+                for c in open { _ = await c.close() }
+            }
+        }
+        try await TestServer.with(configure: { $0.limits.connectionsPerIP = 2 }) { server in
+            // No trusted proxies: every connection is 127.0.0.1's, whatever it claims.
+            var open: [WSClient] = []
+            for i in 0..<2 { open.append(try await WSClient.connect(server, headers: ["X-Forwarded-For": "10.0.0.\(i)"])) }
+            let refused = try await HTTP.with(server) { http in try await http.upgrade(headers: ["X-Forwarded-For": "10.0.0.9"]) }
+            #expect(refused.status == 429)
+            for c in open { _ = await c.close() }
+        }
+    }
+
     @Test("a half-open handshake is closed after the request timeout")
     func halfOpenHandshake() async throws {
         try await Self.onSecured(configure: { $0.limits.requestTimeoutSeconds = 1 }) { server, _ in
