@@ -5,7 +5,11 @@ import Synchronization
 public struct BenchOptions: Sendable {
     /// One server, or the nodes of a cluster: connections take them in turn.
     public let targets: [BenchTarget]
+    /// Where publishers connect: `targets` unless told otherwise (publish on one node,
+    /// subscribe on the others, to measure delivery across a cluster).
+    public let publishTargets: [BenchTarget]
     private let rotation = Rotation()
+    private let publishRotation = Rotation()
     /// A JWT, sent as `Authorization: Bearer` on the WebSocket handshake and REST calls.
     public let token: String?
     /// An API key, sent as `X-API-Key`.
@@ -20,13 +24,16 @@ public struct BenchOptions: Sendable {
         try self.init(urls: [url], token: token, apiKey: apiKey, channel: channel, threads: threads, quiet: quiet)
     }
 
-    public init(urls: [String], token: String?, apiKey: String?, channel: String, threads: Int?, quiet: Bool) throws {
+    public init(
+        urls: [String], publishURLs: [String] = [], token: String?, apiKey: String?, channel: String, threads: Int?, quiet: Bool
+    ) throws {
         guard !urls.isEmpty else { throw BenchError.badOption("give at least one --url") }
         guard channel.utf8.count <= 200, !channel.isEmpty,
               channel.utf8.allSatisfy({ Self.channelBytes.contains($0) })
         else { throw BenchError.badOption("--channel must be 1-200 of A-Z a-z 0-9 _ . : @ -, not \"\(channel)\"") }
         if let threads, threads < 1 { throw BenchError.badOption("--threads must be at least 1") }
         self.targets = try urls.map(BenchTarget.init(url:))
+        self.publishTargets = publishURLs.isEmpty ? targets : try publishURLs.map(BenchTarget.init(url:))
         self.token = token
         self.apiKey = apiKey
         self.channel = channel
@@ -43,6 +50,11 @@ public struct BenchOptions: Sendable {
     /// The target for the next connection: round robin over `targets`.
     func nextTarget() -> BenchTarget {
         targets[rotation.next() % targets.count]
+    }
+
+    /// The target for the next publisher connection.
+    func nextPublishTarget() -> BenchTarget {
+        publishTargets[publishRotation.next() % publishTargets.count]
     }
 
     /// Credential headers for every request and handshake.

@@ -88,7 +88,7 @@ final class RESTPublisher {
     }
 
     private func connect() -> EventLoopFuture<Void> {
-        let target = options.nextTarget()
+        let target = options.nextPublishTarget()
         let head = head(for: target)
         return ClientBootstrap(group: loop)
             .connectTimeout(.seconds(10))

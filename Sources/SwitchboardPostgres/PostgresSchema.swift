@@ -109,6 +109,39 @@ enum PostgresSchema {
             END
             $$
             """,
+            // Many publishes in one statement and one commit (group commit: the node batches
+            // the publishes that arrive while others are on their way). Counters are locked
+            // in channel order, whatever order the batch came in, so that two batches never
+            // wait for each other in a cycle; results come back in the batch's order.
+            """
+            CREATE FUNCTION switchboard_publish_batch(
+                p_channels text[], p_data text[], p_keys text[], p_keep integer[], p_ttl_ms bigint[],
+                p_now bigint, p_window bigint, p_epoch text
+            ) RETURNS TABLE (out_epoch text, out_pos bigint, out_duplicate boolean) LANGUAGE plpgsql AS $$
+            DECLARE
+                n integer := coalesce(array_length(p_channels, 1), 0);
+                epochs text[] := array_fill(NULL::text, ARRAY[n]);
+                offsets bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+                duplicates boolean[] := array_fill(NULL::boolean, ARRAY[n]);
+                i integer;
+                r record;
+            BEGIN
+                FOR i IN SELECT t.ord FROM unnest(p_channels) WITH ORDINALITY AS t(name, ord) ORDER BY t.name, t.ord LOOP
+                    SELECT * INTO r FROM switchboard_publish(
+                        p_channels[i], p_data[i], NULLIF(p_keys[i], ''), p_keep[i], p_ttl_ms[i], p_now, p_window, p_epoch
+                    );
+                    epochs[i] := r.out_epoch;
+                    offsets[i] := r.out_pos;
+                    duplicates[i] := r.out_duplicate;
+                END LOOP;
+                RETURN QUERY SELECT e.v, o.v, d.v
+                    FROM unnest(epochs) WITH ORDINALITY AS e(v, ord)
+                    JOIN unnest(offsets) WITH ORDINALITY AS o(v, ord) USING (ord)
+                    JOIN unnest(duplicates) WITH ORDINALITY AS d(v, ord) USING (ord)
+                    ORDER BY ord;
+            END
+            $$
+            """,
         ]),
     ]
 

@@ -24,6 +24,8 @@ public final class PostgresStore: Store {
     public let databaseEpoch: String
     let notifier: Notifier
     let presenceWriter: PresenceWriter
+    /// Set once in `init`; a class so that it can call back into the store.
+    private let batcher = Mutex<PublishBatcher?>(nil)
     private let feedBox = Mutex<(any StoreFeed)?>(nil)
     /// How long one database operation may take before the caller gets `unavailable`; while
     /// the database is known to be away, the short one, so that callers hear it at once.
@@ -47,6 +49,8 @@ public final class PostgresStore: Store {
         self.pollInterval = pollInterval
         self.notifier = Notifier(client: client, logger: logger)
         self.presenceWriter = PresenceWriter(client: client, notifier: notifier, nodeID: nodeID, logger: logger, timeout: operationTimeout)
+        let batcher = PublishBatcher { [unowned self] requests in try await self.publishBatch(requests) }
+        self.batcher.withLock { $0 = batcher }
     }
 
     /// Connects, migrates the schema, and returns the store; `run()` must then run for as
@@ -94,20 +98,34 @@ public final class PostgresStore: Store {
     // MARK: Channels
 
     public func publish(channel: String, data: String, idempotencyKey: String?, history: HistoryPolicy) async throws -> PublishResult {
-        let now = Timestamp.nowMilliseconds()
-        let ttl = Int64(history.ttlSeconds) * 1000
-        let keep = Int32(clamping: history.size)
-        let row = try await one(
-            """
-            SELECT out_epoch, out_pos, out_duplicate FROM switchboard_publish(\(channel), \(data), \(idempotencyKey), \(keep), \
-            \(ttl), \(now), \(Idempotency.windowMillis), \(databaseEpoch))
-            """,
-            as: (String, Int64, Bool).self
+        let request = PublishBatcher.Request(
+            channel: channel, data: data, key: idempotencyKey, keep: Int32(clamping: history.size),
+            ttlMillis: Int64(history.ttlSeconds) * 1000
         )
-        guard let (epoch, offset, duplicate) = row else { throw StoreError.corrupt("switchboard_publish returned nothing") }
-        let position = Position(epoch: epoch, offset: offset)
-        if !duplicate { committed(ChannelMessage(channel: channel, epoch: epoch, offset: offset, data: data)) }
-        return PublishResult(position: position, duplicate: duplicate)
+        let outcome = try await batcher.withLock { $0! }.publish(request)
+        let position = Position(epoch: outcome.epoch, offset: outcome.offset)
+        if !outcome.duplicate { committed(ChannelMessage(channel: channel, epoch: outcome.epoch, offset: outcome.offset, data: data)) }
+        return PublishResult(position: position, duplicate: outcome.duplicate)
+    }
+
+    /// One batch of publishes: one statement, one commit.
+    private func publishBatch(_ requests: [PublishBatcher.Request]) async throws -> [PublishBatcher.Outcome] {
+        let now = Timestamp.nowMilliseconds()
+        let channels = requests.map(\.channel)
+        let data = requests.map(\.data)
+        let keys = requests.map { $0.key ?? "" }  // Empty: none (keys are 1-200 bytes).
+        let keep = requests.map(\.keep)
+        let ttl = requests.map(\.ttlMillis)
+        let epoch = databaseEpoch
+        return try await run {
+            try await Self.rows(
+                try await self.client.query("""
+                    SELECT out_epoch, out_pos, out_duplicate FROM switchboard_publish_batch(\(channels), \(data), \(keys), \(keep), \
+                    \(ttl), \(now), \(Idempotency.windowMillis), \(epoch))
+                    """),
+                as: (String, Int64, Bool).self
+            ).map { (epoch: $0.0, offset: $0.1, duplicate: $0.2) }
+        }
     }
 
     /// After a commit: this node's feed at once, the others through a notification.

@@ -21,6 +21,12 @@ extension Bench {
         ))
         var url: [String] = []
 
+        @Option(help: ArgumentHelp(
+            "Where publishers connect, if not the --url ones (repeatable): publish on one node and subscribe on others to measure delivery across a cluster.",
+            valueName: "url"
+        ))
+        var publishUrl: [String] = []
+
         @Option(help: "A JWT, sent as Authorization: Bearer on handshakes and publishes.")
         var token: String?
 
@@ -43,6 +49,7 @@ extension Bench {
             let environment = ProcessInfo.processInfo.environment
             return try BenchOptions(
                 urls: !url.isEmpty ? url : environment["SWITCHBOARD_URL"].map { $0.split(separator: ",").map(String.init) } ?? ["http://127.0.0.1:8080"],
+                publishURLs: publishUrl,
                 token: token,
                 apiKey: apiKey ?? environment["SWITCHBOARD_API_KEY"],
                 channel: channel,

@@ -110,6 +110,35 @@ struct ClusterTests {
         }
     }
 
+    @Test("concurrent publishes with the same keys, batched together: each key publishes once, every retry gets its position")
+    func concurrentIdempotentPublishes() async throws {
+        try await TestCluster.with(nodes: 2) { nodes in
+            let results = try await withThrowingTaskGroup(of: (String, Int64).self) { group in
+                for i in 0..<60 {
+                    let node = nodes[i % 2]
+                    group.addTask {
+                        let key = "k\(i % 12)"
+                        let response = try await HTTP.with(node) { http in
+                            try await http.post("/v1/channels/chat:keys/messages", #"{"data": "\#(key)", "idempotency_key": "\#(key)"}"#)
+                        }
+                        guard let offset = response.json["offset"]?.intValue else { throw TestFailure("\(response.status) \(response.text)") }
+                        return (key, offset)
+                    }
+                }
+                var all: [(String, Int64)] = []
+                for try await result in group { all.append(result) }
+                return all
+            }
+            // One offset per key, the same for every publish of it, and 1...12 used once each.
+            let byKey = Dictionary(grouping: results, by: \.0).mapValues { Set($0.map(\.1)) }
+            #expect(byKey.count == 12)
+            #expect(byKey.values.allSatisfy { $0.count == 1 })
+            #expect(Set(byKey.values.flatMap { $0 }) == Set(1...12))
+            let history = try await HTTP.with(nodes[0]) { http in try await http.get("/v1/channels/chat:keys/messages").json }
+            #expect(history["messages"]?.arrayValue?.count == 12)
+        }
+    }
+
     @Test("resume on another node: WebSocket since, SSE Last-Event-ID and poll since, through nginx")
     func resumeThroughLoadBalancer() async throws {
         try await TestCluster.with(configure: { $0.trustedProxies = [AddressRange("127.0.0.1")!] }) { nodes in
