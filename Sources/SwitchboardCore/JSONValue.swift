@@ -1,4 +1,3 @@
-import Foundation
 
 /// Any JSON value, as received from clients and stored in records and messages.
 ///
@@ -60,29 +59,17 @@ public struct JSONParseError: Error, CustomStringConvertible {
 }
 
 extension JSONValue {
-    /// Parses JSON text. Errors say what was wrong in one line.
+    /// Parses JSON text. Errors say what was wrong, and where, in one line.
     public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let error as DecodingError {
-            throw JSONParseError(description: Self.describe(error))
-        } catch {
-            throw JSONParseError(description: "not valid JSON")
+        if let value = try bytes.withContiguousStorageIfAvailable({ buffer throws(JSONParseError) in try JSONParser.parse(buffer) }) {
+            return value
         }
+        return try Array(bytes).withUnsafeBufferPointer { buffer throws(JSONParseError) in try JSONParser.parse(buffer) }
     }
 
     public static func parse(_ text: String) throws -> JSONValue {
-        try parse(Array(text.utf8))
-    }
-
-    private static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .dataCorrupted(let context):
-            let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            return "not valid JSON" + (underlying.map { ": \($0)" } ?? "")
-        default:
-            return "not valid JSON"
-        }
+        var text = text
+        return try text.withUTF8 { buffer throws(JSONParseError) in try JSONParser.parse(buffer) }
     }
 }
 
