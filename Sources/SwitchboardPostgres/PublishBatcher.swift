@@ -3,7 +3,7 @@ import SwitchboardCore
 import SwitchboardStore
 
 /// Group commit for publishes: a publish goes out at once when a connection is free, and
-/// the publishes that arrive while `maxInFlight` batches are on their way wait and then go
+/// the publishes that arrive while `maxInFlight` (2) batches are on their way wait and then go
 /// together, in one call of `switchboard_publish_batch` (one statement, one commit). A quiet
 /// node pays nothing; a busy one pays one round trip and one commit per batch instead of
 /// per publish.
@@ -29,7 +29,7 @@ final class PublishBatcher: Sendable {
     let maxInFlight: Int
     let maxBatch: Int
 
-    init(maxInFlight: Int = 4, maxBatch: Int = 500, run: @escaping Run) {
+    init(maxInFlight: Int = 2, maxBatch: Int = 500, run: @escaping Run) {
         self.maxInFlight = maxInFlight
         self.maxBatch = maxBatch
         self.run = run
