@@ -1,14 +1,34 @@
 import Foundation
 import Synchronization
 import Testing
+import Logging
 import SwitchboardBench
 import SwitchboardCore
+import SwitchboardPostgres
 import SwitchboardServer
 
 /// Several nodes on one real PostgreSQL (SPEC section 7): the single-node promises — offsets
 /// 1, 2, 3 … with no gap, resume anywhere, nothing acknowledged ever lost — across nodes.
 @Suite("Cluster on PostgreSQL")
 struct ClusterTests {
+    @Test("nodes starting at once on a new database migrate it once and share its epoch")
+    func concurrentMigrations() async throws {
+        let database = try await PostgresServer.newDatabase()
+        let url = try PostgresURL(database)
+        let epochs = try await withThrowingTaskGroup(of: String.self) { group in
+            for i in 0..<4 {
+                group.addTask {
+                    try await PostgresStore.open(url: url, nodeID: "n\(i)", logger: Logger(label: "test")).databaseEpoch
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(epochs).count == 1)
+        let postgres = try await PostgresServer.start()
+        let name = String(database.split(separator: "/").last!)
+        #expect(try postgres.value("SELECT count(*) FROM switchboard_migrations", database: name) == "1")
+    }
+
     @Test("publishers on all three nodes at once: every subscriber on every node gets 1…N exactly once, in order")
     func publishersEverywhere() async throws {
         try await TestCluster.with { nodes in
