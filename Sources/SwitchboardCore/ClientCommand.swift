@@ -55,11 +55,7 @@ public struct ClientCommand: Sendable {
     }
 
     public func channel() throws(ProtocolError) -> String {
-        let name = try requiredString("channel")
-        guard Names.isChannel(name) else {
-            throw .badRequest("bad channel name \"\(name.prefix(64))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
-        }
-        return name
+        try Access.channel(try requiredString("channel"))
     }
 
     public func optionalString(_ key: String) throws(ProtocolError) -> String? {

@@ -45,7 +45,7 @@ public final class Hub: Sendable {
             // per message.
             guard var subscriptions = s.channels.removeValue(forKey: message.channel) else { return }
             defer { s.channels[message.channel] = subscriptions }
-            var frame: PushFrame?
+            var frames = MessageFrames(message)
             var delivered: UInt64 = 0
             var index = subscriptions.startIndex
             while index != subscriptions.endIndex {
@@ -59,8 +59,7 @@ public final class Hub: Sendable {
                     }
                     continue
                 }
-                if frame == nil { frame = message.frame }
-                subscriptions.values[index].subscriber.deliver(message, frame: frame!)
+                subscriptions.values[index].subscriber.deliver(message, frames: &frames)
                 subscriptions.values[index].lastOffset = message.offset
                 delivered &+= 1
             }
@@ -88,13 +87,14 @@ public final class Hub: Sendable {
             guard var sub = s.channels[channel]?[key] else { return true }
             guard !sub.overflowed else { return false }
             for message in sub.pending ?? [] where message.offset > offset {
-                subscriber.deliver(message, frame: message.frame)
+                var frames = MessageFrames(message)
+                subscriber.deliver(message, frames: &frames)
                 s.delivered &+= 1
             }
             sub.lastOffset = max(offset, sub.pending?.last?.offset ?? offset)
             sub.pending = nil
             s.channels[channel]![key] = sub
-            if let member = sub.member { announce(member.frame("join", channel: channel), in: s.channels[channel]!, except: key) }
+            if let member = sub.member { announce(PresenceChange(.join, channel: channel, member: member), in: s.channels[channel]!, except: key) }
             return true
         }
     }
@@ -115,7 +115,7 @@ public final class Hub: Sendable {
             if s.channels[channel]!.isEmpty {
                 s.channels.removeValue(forKey: channel)
             } else if let member {
-                announce(member.frame("leave", channel: channel), in: s.channels[channel]!, except: key)
+                announce(PresenceChange(.leave, channel: channel, member: member), in: s.channels[channel]!, except: key)
             }
             return Removal(member: member)
         }
@@ -125,9 +125,8 @@ public final class Hub: Sendable {
     public func announce(_ change: PresenceChange) {
         state.withLock { s in
             guard let subscriptions = s.channels[change.channel] else { return }
-            let frame = change.member.frame(change.kind.rawValue, channel: change.channel)
             for sub in subscriptions.values where sub.wantsPresence && sub.pending == nil && sub.member?.client != change.member.client {
-                sub.subscriber.send(frame)
+                sub.subscriber.presence(change)
             }
         }
     }
@@ -139,9 +138,9 @@ public final class Hub: Sendable {
     }
 
     /// Sends a join or leave to the live subscribers that asked for presence.
-    private func announce(_ frame: ByteBuffer, in subscriptions: [ObjectIdentifier: Subscription], except: ObjectIdentifier) {
+    private func announce(_ change: PresenceChange, in subscriptions: [ObjectIdentifier: Subscription], except: ObjectIdentifier) {
         for (key, sub) in subscriptions where key != except && sub.wantsPresence && sub.pending == nil {
-            sub.subscriber.send(frame)
+            sub.subscriber.presence(change)
         }
     }
 

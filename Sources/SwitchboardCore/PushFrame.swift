@@ -21,6 +21,46 @@ public struct PushFrame: Sendable {
     }
 }
 
+/// The encodings of one channel message for one delivery: each is built the first time a
+/// subscriber asks for it, and the same bytes go to every later subscriber. The hub makes
+/// one per message and hands it `inout` down its subscriber list, so a message costs one
+/// encoding per wire format, not one per subscriber.
+public struct MessageFrames {
+    public let message: ChannelMessage
+    private var webSocketFrame: PushFrame?
+    private var others: [Slot: ByteBuffer] = [:]
+
+    /// Encodings other transports keep here.
+    public enum Slot: Hashable, Sendable {
+        /// A Socket.IO event (`42["channel",data]`) as a WebSocket frame.
+        case socketIOEvent
+        /// The start of a Socket.IO event whose offset argument each connection appends.
+        case socketIOEventPrefix
+        /// A Socket.IO event as an Engine.IO polling packet.
+        case socketIOPacket
+    }
+
+    public init(_ message: ChannelMessage) {
+        self.message = message
+    }
+
+    /// The `/v1/ws` push frame (SSE and long-polling send its JSON).
+    public mutating func webSocket() -> PushFrame {
+        if let webSocketFrame { return webSocketFrame }
+        let frame = message.frame
+        webSocketFrame = frame
+        return frame
+    }
+
+    /// The encoding in `slot`, built by `build` the first time.
+    public mutating func encoded(_ slot: Slot, _ build: (ChannelMessage) -> ByteBuffer) -> ByteBuffer {
+        if let cached = others[slot] { return cached }
+        let built = build(message)
+        others[slot] = built
+        return built
+    }
+}
+
 /// Server-to-client WebSocket frames (RFC 6455 section 5.2): unmasked, never fragmented.
 public enum WebSocketWire {
     public static let text: UInt8 = 0x1

@@ -1,14 +1,15 @@
 import NIOCore
 
-/// Something that receives a channel's frames: a WebSocket connection, an SSE stream, a poll.
+/// What receives a channel's events: a client session (whatever its transport), a poll.
 ///
-/// The hub calls these in commit order while it holds its lock, so they must only enqueue:
+/// The hub calls these in offset order while it holds its lock, so they must only enqueue:
 /// never block and never call back into the hub.
 public protocol Subscriber: AnyObject, Sendable {
-    /// A frame that is not a channel message (a reply, a join or leave): its JSON.
-    func send(_ frame: ByteBuffer)
-    /// A channel message; `frame` is its push frame, encoded once for every subscriber.
-    func deliver(_ message: ChannelMessage, frame: PushFrame)
+    /// A channel message. `frames` holds its encodings, each built once on first use and
+    /// shared by every subscriber of this delivery: take the one the transport speaks.
+    func deliver(_ message: ChannelMessage, frames: inout MessageFrames)
+    /// A member joined or left a channel this subscriber asked presence of.
+    func presence(_ change: PresenceChange)
     /// Waits until the subscriber has room for more (catch-up sends history in paced batches).
     func waitForRoom() async
     /// Messages of `channel` were lost to this node (gone from the store before it could
@@ -17,10 +18,7 @@ public protocol Subscriber: AnyObject, Sendable {
 }
 
 extension Subscriber {
-    public func deliver(_ message: ChannelMessage, frame: PushFrame) {
-        send(frame.json)
-    }
-
+    public func presence(_ change: PresenceChange) {}
     public func waitForRoom() async {}
 }
 
@@ -40,10 +38,6 @@ public struct Member: Sendable, Equatable {
         ["client": .string(client), "user": user.map(JSONValue.string) ?? .null, "info": info ?? .null]
     }
 
-    /// `{"channel":…,"member":{…},"type":"join"|"leave"}`.
-    func frame(_ type: String, channel: String) -> ByteBuffer {
-        ByteBuffer(string: JSONValue.object(["type": .string(type), "channel": .string(channel), "member": json]).serialized)
-    }
 }
 
 /// A member joining or leaving a presence channel.
@@ -57,5 +51,10 @@ public struct PresenceChange: Sendable, Equatable {
         self.kind = kind
         self.channel = channel
         self.member = member
+    }
+
+    /// `{"channel":…,"member":{…},"type":"join"|"leave"}`, as `/v1/ws` and SSE push it.
+    public var json: String {
+        JSONValue.object(["type": .string(kind.rawValue), "channel": .string(channel), "member": member.json]).serialized
     }
 }

@@ -18,6 +18,7 @@ public struct SwitchboardServer: Sendable {
     let authenticator: Authenticator
     let gate: HandshakeGate
     let addresses: ClientAddress
+    let sessions: SessionEnvironment
     private let tls: TLSConfiguration?
     private let logger: Logger
 
@@ -47,6 +48,9 @@ public struct SwitchboardServer: Sendable {
             store: backend.store, presence: backend.presence, registry: backend.registry,
             namespaces: configuration.namespaces, metrics: metrics, logger: logger
         )
+        sessions = SessionEnvironment(
+            configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: OpenConnections()
+        )
     }
 
     private static func tlsConfiguration(_ c: ServerConfiguration) throws(ConfigurationError) -> TLSConfiguration? {
@@ -74,7 +78,7 @@ public struct SwitchboardServer: Sendable {
         CollectionRoutes(node: node, limits: configuration.limits).register(on: router)
         ChannelRoutes(node: node, limits: configuration.limits).register(on: router)
         SystemRoutes(node: node).register(on: router)
-        EventStreamRoute(node: node, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
+        EventStreamRoute(environment: sessions, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
             .register(on: router)
         LongPollRoute(node: node).register(on: router)
         return router
@@ -91,10 +95,7 @@ public struct SwitchboardServer: Sendable {
         let limiter = self.limiter
         let authenticator = self.authenticator
         let addresses = self.addresses
-        let sessions = WebSocketSessions()
-        let webSockets = WebSocketEnvironment(
-            configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: sessions
-        )
+        let webSockets = self.sessions
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
@@ -115,7 +116,7 @@ public struct SwitchboardServer: Sendable {
                         }
                     },
                     accept: { channel, admission in
-                        try WebSocketSession.accept(channel: channel, environment: webSockets, identity: admission.identity)
+                        try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: admission.identity)
                         limiter.connectionOpened(ip: admission.ip)
                         channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
                     }
@@ -139,7 +140,7 @@ public struct SwitchboardServer: Sendable {
                 Housekeeping(store: node.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger),
                 StatsPublisher(node: node, logger: logger),
                 // Shut down after the server has stopped accepting (services stop in reverse order).
-                sessions,
+                webSockets.registry,
             ],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

@@ -231,6 +231,25 @@ struct SecurityTests {
         }
     }
 
+    @Test("a token's publish claim is all it may publish to, even where client_publish is on; without the claim, client_publish decides")
+    func publishClaimBounds() async throws {
+        try await Self.onSecured { server, _ in
+            let bounded = try await Tokens.user("ann", channels: ["open:*"], publish: ["open:mine"])
+            let client = try await WSClient.connect(server, headers: ["Authorization": "Bearer \(bounded)"])
+            // open: has client_publish on, but the claim names open:mine only.
+            #expect(try await client.command("publish", ["channel": "open:other", "data": 1])["error"]?["code"] == "forbidden")
+            #expect(try await client.command("publish", ["channel": "open:mine", "data": 1])["result"]?["offset"] == 1)
+            _ = await client.close()
+
+            let unbounded = try await Tokens.user("bob", channels: ["open:*"])
+            let other = try await WSClient.connect(server, headers: ["Authorization": "Bearer \(unbounded)"])
+            #expect(try await other.command("publish", ["channel": "open:other", "data": 1])["result"]?["offset"] == 1)
+            // public: has client_publish off.
+            #expect(try await other.command("publish", ["channel": "public:x", "data": 1])["error"]?["code"] == "forbidden")
+            _ = await other.close()
+        }
+    }
+
     @Test("REST publish: 401 without credentials, 403 with a token lacking the grant, 201 with it or the API key")
     func restPublishGrants() async throws {
         try await Self.onSecured { _, http in

@@ -1,11 +1,12 @@
 /// Who is on the other end of a request or connection, and what they may do.
 ///
-/// The rules (SPEC section 5), in one place for every transport:
+/// The rules (SPEC section 5), in one place for every transport (`Access` turns them into
+/// the errors clients see):
 /// - the API key may do everything;
-/// - development mode (no key, no secret configured) may do everything, but clients still
-///   publish only where the namespace has `client_publish`;
-/// - a JWT grants what its `channels`, `publish` and `collections` claims say, plus what
-///   the namespaces allow anonymous connections;
+/// - development mode (no key, no secret configured) may do everything;
+/// - a JWT grants what its `channels` and `collections` claims say, plus what the
+///   namespaces allow anonymous connections; its `publish` claim, when present, is all it
+///   may publish to; without the claim it publishes where `client_publish` is on;
 /// - an anonymous connection may read namespaces with `anonymous: true`, and publish where
 ///   `client_publish` is on as well.
 public struct Identity: Sendable, Equatable {
@@ -55,12 +56,11 @@ public struct Identity: Sendable, Equatable {
         return false
     }
 
-    /// Publish from a WebSocket client (never on reserved namespaces; the caller checks that).
+    /// Publish from a client connection (never on reserved namespaces; the caller checks that).
     public func mayPublishFromClient(channel: String, policy: NamespacePolicy) -> Bool {
         switch role {
-        case .apiKey: return true
-        case .development: return policy.clientPublish
-        case .token(let grants): return Pattern.anyMatches(grants.publish, channel) || policy.clientPublish
+        case .apiKey, .development: return true
+        case .token(let grants): return grants.publish.map { Pattern.anyMatches($0, channel) } ?? policy.clientPublish
         case .anonymous: return policy.clientPublish && policy.anonymous
         }
     }
@@ -68,7 +68,7 @@ public struct Identity: Sendable, Equatable {
     /// Publish over REST.
     public func mayPublishOverREST(channel: String) -> Bool {
         if isAllPowerful { return true }
-        if case .token(let grants) = role { return Pattern.anyMatches(grants.publish, channel) }
+        if case .token(let grants) = role { return Pattern.anyMatches(grants.publish ?? [], channel) }
         return false
     }
 
@@ -101,11 +101,13 @@ public struct Identity: Sendable, Equatable {
 /// The grant claims of a JWT.
 public struct Grants: Sendable, Equatable {
     public var channels: [String]
-    public var publish: [String]
+    /// Where the holder may publish; nil when the token has no `publish` claim (then the
+    /// namespaces' `client_publish` decides).
+    public var publish: [String]?
     public var read: [String]
     public var write: [String]
 
-    public init(channels: [String] = [], publish: [String] = [], read: [String] = [], write: [String] = []) {
+    public init(channels: [String] = [], publish: [String]? = nil, read: [String] = [], write: [String] = []) {
         self.channels = channels
         self.publish = publish
         self.read = read

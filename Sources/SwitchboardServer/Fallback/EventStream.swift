@@ -7,10 +7,10 @@ import ServiceLifecycle
 import Synchronization
 import SwitchboardCore
 
-/// One Server-Sent Events stream (SPEC section 4): the same messages and offsets as the
-/// WebSocket, each event's `id` carrying the position of every channel of the stream, so
-/// that `Last-Event-ID` resumes all of them without a gap.
-final class EventStream: Subscriber {
+/// One Server-Sent Events stream (SPEC section 4), the output of its client session: the
+/// same messages and offsets as the WebSocket, each event's `id` carrying the position of
+/// every channel of the stream, so that `Last-Event-ID` resumes all of them without a gap.
+final class EventStream: SessionOutput {
     let channels: [String]
     let queue: OutboundQueue
     private let positions = Mutex<[String: Position]>([:])
@@ -20,23 +20,24 @@ final class EventStream: Subscriber {
         self.queue = OutboundQueue(limitBytes: queueBytes)
     }
 
-    /// Frames that are already whole events (the `subscribed` event, joins and leaves are not sent).
-    func send(_ frame: ByteBuffer) {
-        queue.push(frame)
-    }
-
-    func missed(channel: String) {
-        queue.close(code: 4100, reason: "missed messages of \(channel) on this node; resume with Last-Event-ID")
+    func close(_ reason: CloseReason) {
+        queue.close(code: reason.code, reason: reason.reason)
     }
 
     func waitForRoom() async {
         await queue.waitForRoom(atMost: queue.limitBytes / 2)
     }
 
-    func deliver(_ message: ChannelMessage, frame: PushFrame) {
+    /// Joins and leaves are not sent over SSE.
+    func presence(_ change: PresenceChange) {}
+
+    /// A stream has no `refresh`; it ends when its token would, and the client reconnects.
+    func expires(atMillis: Int64?) {}
+
+    func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
         let id = advance(message.channel, to: message.position)
         var event = ByteBuffer(string: "id: \(id)\nevent: message\ndata: ")
-        event.writeImmutableBuffer(frame.json)
+        event.writeImmutableBuffer(frames.webSocket().json)
         event.writeString("\n\n")
         queue.push(event)
     }
@@ -81,7 +82,7 @@ final class EventStream: Subscriber {
 /// `GET /v1/sse?channels=a,b`.
 struct EventStreamRoute {
     typealias Context = SwitchboardRequestContext
-    let node: Node
+    let environment: SessionEnvironment
     let gate: HandshakeGate
     let limiter: ClientLimiter
     let configuration: ServerConfiguration
@@ -108,18 +109,17 @@ struct EventStreamRoute {
             credential: Credentials.from(request)
         )
         let identity = try await gate.admit(handshake, ip: ip)
-        for channel in channels where !identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) {
-            throw identity.refusal("subscribing to \"\(channel)\"")
-        }
+        let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
+        let session = environment.makeSession(transport: "sse", identity: identity, output: stream)
+        // Refused before the stream starts, with the status of the first channel refused.
+        for channel in channels { try session.access.check(.subscribe(presence: false), channel: channel) }
 
         // `Last-Event-ID` as EventSource sends it on a reconnect, or `last_event_id=` from a
         // client opening a new stream where it left off (EventSource cannot set the header).
         let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["last_event_id"].map(String.init)
         let resume = lastEventID.map(EventStream.parseEventID) ?? [:]
-        let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
-        stream.send(ByteBuffer(string: "retry: 1000\n\n"))
+        stream.queue.push(ByteBuffer(string: "retry: 1000\n\n"))
         let streamChannels = channels
-        let node = self.node
         let limiter = self.limiter
         let metrics = self.metrics
         let logger = self.logger
@@ -133,7 +133,7 @@ struct EventStreamRoute {
         ]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             defer {
-                for channel in streamChannels { node.unsubscribe(stream, channel: channel) }
+                session.ended()
                 limiter.connectionClosed(ip: ip)
                 metrics.connectionClosed(transport: "sse")
             }
@@ -143,14 +143,13 @@ struct EventStreamRoute {
                     group.addTask {
                         do {
                             for channel in streamChannels {
-                                let subscription = try await node.subscribe(stream, channel: channel, since: resume[channel]) { position, recovered in
-                                    stream.subscribedEvent(channel: channel, position: position, recovered: recovered)
+                                try await session.subscribe(channel, since: resume[channel]) { position, recovered in
+                                    stream.queue.push(stream.subscribedEvent(channel: channel, position: position, recovered: recovered))
                                 }
-                                if !subscription.live { stream.queue.close(code: 4100, reason: "slow consumer") }
                             }
                         } catch {
                             logger.error("SSE subscribe failed", metadata: ["error": "\(error)"])
-                            stream.queue.close(code: 1011, reason: "the server could not subscribe this stream")
+                            stream.close(.internalError("the server could not subscribe this stream"))
                         }
                     }
                     group.addTask {
@@ -163,7 +162,7 @@ struct EventStreamRoute {
                     return await Self.drain(stream.queue, into: &writer)
                 }
             } onGracefulShutdown: {
-                stream.queue.close(code: 1012, reason: "server restarting")
+                stream.close(.restart)
             }
             logger.info("disconnected", metadata: ["transport": "sse", "reason": "\(reason)"])
             try? await writer.finish(nil)

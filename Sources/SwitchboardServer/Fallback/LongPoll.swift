@@ -13,9 +13,7 @@ final class PollWaiter: Subscriber {
 
     private let state = Mutex(State())
 
-    func send(_ frame: ByteBuffer) {}
-
-    func deliver(_ message: ChannelMessage, frame: PushFrame) {
+    func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.messages.append(message)
             return take(&s)
@@ -82,9 +80,7 @@ struct LongPollRoute {
             }
         }
         guard let channel else { throw ProtocolError.badRequest("channel is required: /v1/poll?channel=C&since=EPOCH:OFFSET") }
-        guard context.identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) else {
-            throw context.identity.refusal("reading \"\(channel)\"")
-        }
+        try Access(identity: context.identity, namespaces: node.namespaces).check(.history, channel: channel)
 
         let waiter = PollWaiter()
         let subscription = try await node.subscribe(waiter, channel: channel, since: since)

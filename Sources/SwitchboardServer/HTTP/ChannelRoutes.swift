@@ -16,12 +16,7 @@ struct ChannelRoutes {
 
     func publish(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
-        guard !Node.isReserved(channel: channel) else {
-            throw ProtocolError.forbidden("\"\(channel)\" is reserved: only the server publishes on collection: and sys: channels")
-        }
-        guard context.identity.mayPublishOverREST(channel: channel) else {
-            throw context.identity.refusal("publishing on \"\(channel)\"")
-        }
+        try node.access(context.identity).check(.publishOverREST, channel: channel)
         let body = try await request.jsonObjectBody(limit: limits.bodyBytes)
         guard let data = body["data"] else {
             throw ProtocolError.badRequest("the body needs \"data\": {\"data\": any JSON}")
@@ -45,9 +40,7 @@ struct ChannelRoutes {
 
     func history(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
-        guard context.identity.mayRead(channel: channel, policy: node.policy(forChannel: channel)) else {
-            throw context.identity.refusal("reading \"\(channel)\"")
-        }
+        try node.access(context.identity).check(.history, channel: channel)
         var since: Position?
         var limit = 100
         for (name, value) in request.decodedQuery {
@@ -63,19 +56,13 @@ struct ChannelRoutes {
 
     func presence(_ request: Request, context: Context) async throws -> Response {
         let channel = try Self.channelName(context)
-        let policy = node.policy(forChannel: channel)
-        guard context.identity.mayRead(channel: channel, policy: policy) else {
-            throw context.identity.refusal("presence of \"\(channel)\"")
-        }
-        guard policy.presence else {
-            throw ProtocolError.forbidden("presence is not enabled for the namespace of \"\(channel)\"")
-        }
+        try node.access(context.identity).check(.presence, channel: channel)
         let members = try await node.members(channel: channel).map(\.json)
         return .json(["channel": .string(channel), "members": .array(members)])
     }
 
     func listChannels(_ request: Request, context: Context) async throws -> Response {
-        guard context.identity.mayAdminister else { throw context.identity.refusal("listing channels") }
+        try node.access(context.identity).checkAdminister("listing channels")
         // Every node's subscribers (SPEC section 7).
         var counts: [String: Int] = [:]
         for report in try await node.clusterReports() { counts.merge(report.channels, uniquingKeysWith: +) }

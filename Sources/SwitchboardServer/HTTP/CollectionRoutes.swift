@@ -132,16 +132,11 @@ struct CollectionRoutes {
     // MARK: Permissions
 
     private func checkRead(_ collection: String, _ context: Context) throws {
-        let policy = node.policy(forChannel: Names.collectionChannel(collection))
-        guard context.identity.mayReadCollection(collection, policy: policy) else {
-            throw context.identity.refusal("reading collection \"\(collection)\"")
-        }
+        try node.access(context.identity).checkRead(collection: collection)
     }
 
     private func checkWrite(_ collection: String, _ context: Context) throws {
-        guard context.identity.mayWriteCollection(collection) else {
-            throw context.identity.refusal("writing collection \"\(collection)\"")
-        }
+        try node.access(context.identity).checkWrite(collection: collection)
     }
 
     // MARK: Names

@@ -78,10 +78,7 @@ enum QueryValue {
     }
 
     static func channel(_ value: String) throws -> String {
-        guard Names.isChannel(value) else {
-            throw ProtocolError.badRequest("bad channel name \"\(value.prefix(80))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
-        }
-        return value
+        try Access.channel(value)
     }
 }
 

@@ -17,7 +17,7 @@ struct SystemRoutes {
             }
         }
         router.get("metrics") { _, context -> Response in
-            guard context.identity.mayAdminister else { throw context.identity.refusal("reading metrics") }
+            try node.access(context.identity).checkAdminister("reading metrics")
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

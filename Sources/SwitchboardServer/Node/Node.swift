@@ -49,6 +49,11 @@ public final class Node: Sendable {
 
     public func newRecordID() -> String { ids.next() }
 
+    /// What `identity` may do here.
+    public func access(_ identity: Identity) -> Access {
+        Access(identity: identity, namespaces: namespaces)
+    }
+
     // MARK: Publishing
 
     /// Publishes `data` on `channel`; the answer comes after the commit.
@@ -64,12 +69,6 @@ public final class Node: Sendable {
         }
         if !result.duplicate { published.add(1, ordering: .relaxed) }
         return result
-    }
-
-    /// Channels that only the server itself publishes on.
-    public static func isReserved(channel: String) -> Bool {
-        let ns = Names.namespace(of: channel)
-        return ns == Names.collectionNamespace || ns == Names.systemNamespace
     }
 
     /// `{"epoch","messages","offset"}` after `since` (or the latest), plus `recovered` when
@@ -112,19 +111,19 @@ public final class Node: Sendable {
     }
 
     /// Subscribes with catch-up: registers with the hub first (holding live messages), reads
-    /// the position and any missed messages in one snapshot, sends `reply` and then the missed
-    /// messages through `subscriber`, and releases the held live messages after them.
+    /// the position and any missed messages in one snapshot, calls `reply` and then sends the
+    /// missed messages through `subscriber`, and releases the held live messages after them.
     /// No message is lost or sent twice at the boundary, whatever is published meanwhile,
     /// on whichever node. In presence namespaces, `member` is who the subscriber is;
-    /// `wantsPresence` asks for join and leave pushes. `reply` (optional) is sent before the
-    /// missed messages.
+    /// `wantsPresence` asks for join and leave pushes. `reply` (optional) is called with the
+    /// position and whether `since` was recovered, before the missed messages go out.
     public func subscribe(
         _ subscriber: any Subscriber,
         channel: String,
         since: Position?,
         member: Member? = nil,
         wantsPresence: Bool = false,
-        reply: ((Position, Bool) -> ByteBuffer)? = nil
+        reply: ((Position, Bool) -> Void)? = nil
     ) async throws -> Subscription {
         let policy = policy(forChannel: channel)
         let member = policy.presence ? member : nil
@@ -142,13 +141,14 @@ public final class Node: Sendable {
         }
         let position = slice.position
         let recovered = since.map(slice.recovers) ?? false
-        if let reply { subscriber.send(reply(position, recovered)) }
+        reply?(position, recovered)
         if recovered {
             // Paced, so that a long catch-up never trips the slow-consumer limit: live
             // messages wait in the hub meanwhile.
             for (i, message) in slice.messages.enumerated() {
                 if i % 64 == 63 { await subscriber.waitForRoom() }
-                subscriber.deliver(message, frame: message.frame)
+                var frames = MessageFrames(message)
+                subscriber.deliver(message, frames: &frames)
             }
         }
         let live = hub.goLive(subscriber, channel: channel, after: position.offset)

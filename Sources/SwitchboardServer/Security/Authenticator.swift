@@ -141,7 +141,7 @@ struct TokenClaims: JWTPayload {
     var identity: Identity {
         Identity(
             role: .token(Grants(
-                channels: channels ?? [], publish: publish ?? [],
+                channels: channels ?? [], publish: publish,
                 read: collections?.read ?? [], write: collections?.write ?? []
             )),
             user: sub.value,

@@ -147,13 +147,9 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     static func handshakeRequest(_ head: HTTPRequestHead) -> HandshakeRequest {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        var credential: String?
-        if let authorization = head.headers["Authorization"].first {
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" { credential = String(parts[1]) }
-        }
-        if credential == nil { credential = head.headers["X-API-Key"].first }
-        if credential == nil { credential = Credentials.queryToken(in: head.uri) }
+        let credential = Credentials.credential(
+            authorization: head.headers["Authorization"].first, apiKey: head.headers["X-API-Key"].first, target: head.uri
+        )
         return HandshakeRequest(
             path: path, origin: head.headers["Origin"].first, host: head.headers["Host"].first, credential: credential,
             forwardedFor: head.headers["X-Forwarded-For"], forwarded: head.headers["Forwarded"]

@@ -8,6 +8,24 @@ enum InboundMessage: Sendable {
     case binary(ByteBuffer)
 }
 
+/// What a WebSocket's messages go to: `/v1/ws` commands, or Engine.IO packets. Called on
+/// the connection's event loop.
+protocol WebSocketReceiver: AnyObject {
+    func received(_ message: InboundMessage)
+    /// A message over the command rate; `closing` once another burst was refused in a row.
+    func rateLimited(_ message: InboundMessage, closing: Bool)
+    /// The server is closing the connection with `code`.
+    func closing(code: UInt16, reason: String)
+    /// The connection is gone.
+    func connectionClosed()
+    /// The heartbeat's ping: a WebSocket ping frame, or a protocol's own (Engine.IO's `2`).
+    var heartbeatPing: ByteBuffer { get }
+}
+
+extension WebSocketReceiver {
+    var heartbeatPing: ByteBuffer { WebSocketHandler.ping }
+}
+
 /// The event-loop side of one WebSocket connection, after the upgrade.
 ///
 /// Inbound, it answers pings, notes pongs, answers a close, joins fragments, enforces the
@@ -19,9 +37,9 @@ enum InboundMessage: Sendable {
 final class WebSocketHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
 
-    private let settings: WebSocketEnvironment
+    private let settings: SessionEnvironment
     private let raw: RawFrameWriter
-    private var session: WebSocketSession?
+    private var session: (any WebSocketReceiver)?
     private var context: ChannelHandlerContext?
     /// A close frame was written: nothing else goes out.
     private var closeSent = false
@@ -40,7 +58,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var commands: TokenBucket
     private var refusedInARow = 0
 
-    init(settings: WebSocketEnvironment, raw: RawFrameWriter, heartbeat: LoopHeartbeat) {
+    init(settings: SessionEnvironment, raw: RawFrameWriter, heartbeat: LoopHeartbeat) {
         self.settings = settings
         self.raw = raw
         self.heartbeat = heartbeat
@@ -48,7 +66,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Set once, before the handler is added.
-    func attach(_ session: WebSocketSession) {
+    func attach(_ session: any WebSocketReceiver) {
         self.session = session
     }
 
@@ -171,8 +189,10 @@ final class WebSocketHandler: ChannelInboundHandler {
             return
         }
         awaitingPong = true
-        if !closeSent { send(WebSocketWire.frame(opcode: WebSocketWire.ping, payload: ByteBuffer(string: "sb"))) }
+        if !closeSent, let ping = session?.heartbeatPing { send(ping) }
     }
+
+    static let ping = WebSocketWire.frame(opcode: WebSocketWire.ping, payload: ByteBuffer(string: "sb"))
 
     /// Writes and flushes a control frame at once.
     @discardableResult

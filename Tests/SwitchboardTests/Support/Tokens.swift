@@ -26,7 +26,7 @@ enum Tokens {
     static func user(
         _ sub: String,
         channels: [String] = [],
-        publish: [String] = [],
+        publish: [String]? = nil,
         read: [String] = [],
         write: [String] = [],
         info: JSONValue? = nil,
@@ -36,9 +36,9 @@ enum Tokens {
             "sub": .string(sub),
             "exp": .int(Int64(Date().timeIntervalSince1970 + ttl)),
             "channels": .array(channels.map(JSONValue.string)),
-            "publish": .array(publish.map(JSONValue.string)),
             "collections": ["read": .array(read.map(JSONValue.string)), "write": .array(write.map(JSONValue.string))],
         ]
+        if let publish { claims["publish"] = .array(publish.map(JSONValue.string)) }
         if let info { claims["info"] = info }
         return try await hs256(.object(claims))
     }

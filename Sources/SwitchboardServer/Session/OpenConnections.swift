@@ -1,12 +1,20 @@
 import ServiceLifecycle
 import Synchronization
 
-/// The open WebSocket sessions, for a graceful shutdown. Connections have no task of their
-/// own (that would cost memory on every idle connection), so this service is what closes
-/// them with 1012 once the server has stopped accepting, and waits until they are gone.
-final class WebSocketSessions: Service, Sendable {
+/// A long-lived connection a graceful shutdown must end (a WebSocket, a Socket.IO session).
+protocol DrainableConnection: AnyObject, Sendable {
+    /// Ends the connection with 1012 after what is queued: the client reconnects at once.
+    func closeForRestart()
+    /// Drops the connection now.
+    func hangUp()
+}
+
+/// The open long-lived connections, for a graceful shutdown. Connections have no task of
+/// their own (that would cost memory on every idle connection), so this service is what
+/// closes them with 1012 once the server has stopped accepting, and waits until they are gone.
+final class OpenConnections: Service, Sendable {
     private struct State {
-        var sessions: [ObjectIdentifier: WebSocketSession] = [:]
+        var sessions: [ObjectIdentifier: any DrainableConnection] = [:]
         var draining = false
         var emptied: CheckedContinuation<Void, Never>?
     }
@@ -16,7 +24,7 @@ final class WebSocketSessions: Service, Sendable {
     init() {}
 
     /// Adds a new session; false once draining (the caller closes it at once).
-    func add(_ session: WebSocketSession) -> Bool {
+    func add(_ session: any DrainableConnection) -> Bool {
         state.withLock { s in
             guard !s.draining else { return false }
             s.sessions[ObjectIdentifier(session)] = session
@@ -24,7 +32,7 @@ final class WebSocketSessions: Service, Sendable {
         }
     }
 
-    func remove(_ session: WebSocketSession) {
+    func remove(_ session: any DrainableConnection) {
         let emptied = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.sessions.removeValue(forKey: ObjectIdentifier(session))
             guard s.sessions.isEmpty else { return nil }
@@ -63,7 +71,7 @@ final class WebSocketSessions: Service, Sendable {
         }
     }
 
-    private func closeAll(_ close: (WebSocketSession) -> Void) {
+    private func closeAll(_ close: (any DrainableConnection) -> Void) {
         let sessions = state.withLock { s in
             s.draining = true
             return Array(s.sessions.values)

@@ -1,16 +1,17 @@
 import Logging
 import NIOCore
+import SwitchboardCore
 
-/// What every WebSocket connection of a server runs with, made once and shared: connections
-/// hold one reference to it instead of copies, since per-connection memory is what limits
-/// how many connections a node holds.
-final class WebSocketEnvironment: Sendable {
+/// What every long-lived connection of a server (WebSocket, SSE, Socket.IO) runs with, made
+/// once and shared: connections hold one reference to it instead of copies, since
+/// per-connection memory is what limits how many connections a node holds.
+final class SessionEnvironment: Sendable {
     let node: Node
     let authenticator: Authenticator
     let logger: Logger
     let outboxes: PerEventLoop<LoopOutbox>
     let heartbeats: PerEventLoop<LoopHeartbeat>
-    let registry: WebSocketSessions
+    let registry: OpenConnections
     /// Largest frame or message accepted (1009 above it).
     let maxMessageBytes: Int
     let heartbeatSeconds: Int
@@ -21,10 +22,11 @@ final class WebSocketEnvironment: Sendable {
     let commandsPerSecond: Int
     let commandBurst: Int
     let subscriptions: Int
+    let namespaces: Namespaces
 
     init(
         configuration: ServerConfiguration, node: Node, authenticator: Authenticator, logger: Logger,
-        registry: WebSocketSessions
+        registry: OpenConnections
     ) {
         self.node = node
         self.authenticator = authenticator
@@ -42,5 +44,14 @@ final class WebSocketEnvironment: Sendable {
         self.commandsPerSecond = limits.commandsPerSecond
         self.commandBurst = limits.commandBurst
         self.subscriptions = limits.subscriptions
+        self.namespaces = configuration.namespaces
+    }
+
+    /// A new client session for a connection of `transport`.
+    func makeSession(transport: String, identity: Identity, output: any SessionOutput) -> ClientSession {
+        ClientSession(
+            transport: transport, identity: identity, node: node, authenticator: authenticator,
+            maxSubscriptions: subscriptions, logger: logger, output: output
+        )
     }
 }

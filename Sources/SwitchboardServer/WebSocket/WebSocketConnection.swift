@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import SwitchboardCore
+
+/// `/v1/ws` (SPEC section 3): the adapter between a `WebSocketHandler` (frames on the event
+/// loop) and a `ClientSession` (commands, subscriptions, permissions). It parses JSON
+/// command frames, answers each with a `reply`, and writes pushes; everything for the
+/// client goes through its loop's outbox, so frames leave in the order they were made.
+/// Commands run one after another on a task that exists only while there are commands to
+/// run; an idle connection has no task at all.
+final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConnection {
+    private let environment: SessionEnvironment
+    private let channel: any Channel
+    private let connection: NIOLoopBound<WebSocketHandler>
+    private let outbox: LoopOutbox
+    /// Set once in `accept`, before any frame is read.
+    private let sessionBox = Mutex<ClientSession?>(nil)
+    private var session: ClientSession { sessionBox.withLock { $0! } }
+    private var logger: Logger { environment.logger }
+
+    private struct Commands {
+        var waiting: [InboundMessage] = []
+        var running = false
+    }
+
+    private let commands = Mutex(Commands())
+    /// The close code and reason the server sent, for the disconnect log line.
+    private let closedWith = Mutex<CloseReason?>(nil)
+
+    private init(channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, environment: SessionEnvironment) {
+        self.channel = channel
+        self.connection = connection
+        self.environment = environment
+        self.outbox = environment.outboxes(channel.eventLoop)
+    }
+
+    /// Sets up an upgraded channel (on its event loop): the frame handler, the session, and
+    /// the welcome frame.
+    static func accept(channel: any Channel, environment: SessionEnvironment, identity: Identity) throws {
+        let raw = try RawFrameWriter.install(in: channel)
+        let handler = WebSocketHandler(settings: environment, raw: raw, heartbeat: environment.heartbeats(channel.eventLoop))
+        let connection = WebSocketConnection(
+            channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop), environment: environment
+        )
+        let session = environment.makeSession(transport: "websocket", identity: identity, output: connection)
+        connection.sessionBox.withLock { $0 = session }
+        handler.attach(connection)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        connection.opened()
+        if !environment.registry.add(connection) { connection.closeForRestart() }
+    }
+
+    // MARK: SessionOutput
+
+    func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
+        outbox.add(.frame(frames.webSocket().wire), for: connection)
+    }
+
+    func presence(_ change: PresenceChange) {
+        send(change.json)
+    }
+
+    func close(_ reason: CloseReason) {
+        outbox.add(.close(code: reason.code, reason: reason.reason), for: connection)
+    }
+
+    func waitForRoom() async {
+        let connection = self.connection
+        while channel.isActive {
+            let room = try? await outbox.eventLoop.submit { connection.value.hasRoom }.get()
+            if room ?? true { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    func expires(atMillis millis: Int64?) {
+        let connection = self.connection
+        outbox.eventLoop.execute { connection.value.expire(atMillis: millis) }
+    }
+
+    /// A frame of ours (a reply, an error, a welcome): framed as it is encoded, no second copy.
+    private func send(_ text: String) {
+        outbox.add(.frame(PushFrame(json: text).wire), for: connection)
+    }
+
+    // MARK: Lifecycle
+
+    private func opened() {
+        let session = self.session
+        logger.info("connected", metadata: ["client": "\(session.clientID)", "user": "\(session.identity.user ?? "-")", "transport": "websocket"])
+        environment.node.metrics.connectionOpened(transport: "websocket")
+        send(ServerFrames.welcome(client: session.clientID, heartbeat: environment.heartbeatSeconds, version: SwitchboardVersion.current))
+        expires(atMillis: session.identity.expiresAtMillis)
+    }
+
+    func closeForRestart() {
+        close(.restart)
+    }
+
+    func hangUp() {
+        channel.close(promise: nil)
+    }
+
+    // MARK: WebSocketReceiver (on the event loop)
+
+    func closing(code: UInt16, reason: String) {
+        closedWith.withLock { $0 = CloseReason(code: code, reason: reason, reconnect: CloseReason.reconnect(forCode: code)) }
+        if code == 4100 { environment.node.metrics.slowConsumerCloses.increment() }
+    }
+
+    func connectionClosed() {
+        let session = self.session
+        session.ended()
+        environment.registry.remove(self)
+        environment.node.metrics.connectionClosed(transport: "websocket")
+        let closed = closedWith.withLock { $0 }
+        logger.info("disconnected", metadata: [
+            "client": "\(session.clientID)", "user": "\(session.identity.user ?? "-")", "transport": "websocket",
+            "code": "\(closed.map { String($0.code) } ?? "client")",
+            "reason": "\(closed?.reason ?? "closed by the client")",
+        ])
+    }
+
+    /// A message from the client: queued, and run after the ones before it.
+    func received(_ message: InboundMessage) {
+        let start = commands.withLock { c in
+            c.waiting.append(message)
+            defer { c.running = true }
+            return !c.running
+        }
+        if start { Task { await self.runCommands() } }
+    }
+
+    func rateLimited(_ message: InboundMessage, closing: Bool) {
+        environment.node.metrics.rateLimitedCommands.increment()
+        if closing {
+            close(.rateLimited)
+            return
+        }
+        let error = ProtocolError(
+            .rateLimited, "more than \(environment.commandsPerSecond) commands a second (burst \(environment.commandBurst)); slow down"
+        )
+        if case .text(let text) = message, let id = try? JSONValue.parse(text)["id"]?.intValue {
+            send(ServerFrames.reply(id: id, error: error))
+        } else {
+            send(ServerFrames.error(error))
+        }
+    }
+
+    // MARK: Commands
+
+    private func runCommands() async {
+        while let message = commands.withLock({ c -> InboundMessage? in
+            if c.waiting.isEmpty {
+                c.running = false
+                return nil
+            }
+            return c.waiting.removeFirst()
+        }) {
+            await handle(message)
+        }
+    }
+
+    private func handle(_ message: InboundMessage) async {
+        guard case .text(let text) = message else {
+            send(ServerFrames.error(.badRequest("binary frames are not supported: send JSON commands as text frames")))
+            return
+        }
+        let id: Int64
+        let command: SessionCommand
+        do {
+            let parsed = try ClientCommand.parse(Array(text.utf8))
+            id = parsed.id
+            do {
+                command = try SessionCommand(parsed)
+            } catch {
+                send(ServerFrames.reply(id: id, error: error))
+                return
+            }
+        } catch {
+            send(error.id.map { ServerFrames.reply(id: $0, error: error.error) } ?? ServerFrames.error(error.error))
+            return
+        }
+        await session.run(command) { result in
+            switch result {
+            case .success(let json): self.send(ServerFrames.reply(id: id, rawResult: json))
+            case .failure(let error): self.send(ServerFrames.reply(id: id, error: error))
+            }
+        }
+    }
+}
