@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import SwitchboardCore
 
 /// Frames on their way to the WebSocket connections of one event loop.
 ///
@@ -16,8 +17,8 @@ final class LoopOutbox: Sendable {
     enum Item: Sendable {
         /// A whole WebSocket frame (header included).
         case frame(ByteBuffer)
-        /// Close with this code after the frames before it.
-        case close(code: UInt16, reason: String)
+        /// Close for this reason after the frames before it.
+        case close(CloseReason)
     }
 
     private struct Pending {

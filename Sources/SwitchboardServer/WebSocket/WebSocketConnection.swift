@@ -63,7 +63,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     }
 
     func close(_ reason: CloseReason) {
-        outbox.add(.close(code: reason.code, reason: reason.reason), for: connection)
+        outbox.add(.close(reason), for: connection)
     }
 
     func waitForRoom() async {
@@ -105,9 +105,9 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
 
     // MARK: WebSocketReceiver (on the event loop)
 
-    func closing(code: UInt16, reason: String) {
-        closedWith.withLock { $0 = CloseReason(code: code, reason: reason, reconnect: CloseReason.reconnect(forCode: code)) }
-        if code == 4100 { environment.node.metrics.slowConsumerCloses.increment() }
+    func closing(_ reason: CloseReason) {
+        closedWith.withLock { $0 = reason }
+        if reason.code == 4100 { environment.node.metrics.slowConsumerCloses.increment() }
     }
 
     func connectionClosed() {

@@ -15,7 +15,7 @@ protocol WebSocketReceiver: AnyObject {
     /// A message over the command rate; `closing` once another burst was refused in a row.
     func rateLimited(_ message: InboundMessage, closing: Bool)
     /// The server is closing the connection with `code`.
-    func closing(code: UInt16, reason: String)
+    func closing(_ reason: CloseReason)
     /// The connection is gone.
     func connectionClosed()
     /// The heartbeat's ping: a WebSocket ping frame, or a protocol's own (Engine.IO's `2`).
@@ -94,13 +94,13 @@ final class WebSocketHandler: ChannelInboundHandler {
         case .frame(let frame):
             if first { bufferedBytes = Self.buffered(context.channel) }
             if bufferedBytes > 0 && bufferedBytes + frame.readableBytes > settings.queueBytes {
-                close(code: 4100, reason: "slow consumer: more than \(settings.queueBytes) bytes waiting; reconnect and resume")
+                close(.slowConsumer(queueBytes: settings.queueBytes))
                 return false
             }
             bufferedBytes += frame.readableBytes
             append(frame)
-        case .close(let code, let reason):
-            close(code: code, reason: reason)
+        case .close(let reason):
+            close(reason)
             return false
         }
         unflushed = true
@@ -148,7 +148,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     /// Sends a close frame after what is written, once. With `hangUp` the connection drops
     /// once the frame is out; otherwise when the peer answers, or after the close timeout.
     /// `echo` marks the answer to the peer's close, which is not logged as the server's.
-    func close(code: UInt16, reason: String, hangUp: Bool = false, echo: Bool = false) {
+    func close(_ reason: CloseReason, hangUp: Bool = false, echo: Bool = false) {
         guard let context else { return }
         guard !closeSent else {
             if hangUp { context.close(promise: nil) }
@@ -157,9 +157,9 @@ final class WebSocketHandler: ChannelInboundHandler {
         closeSent = true
         unflushed = false
         writeBatch()
-        if !echo { session?.closing(code: code, reason: reason) }
+        if !echo { session?.closing(reason) }
         let channel = context.channel
-        let written = send(WebSocketWire.closeFrame(code: code, reason: reason))
+        let written = send(WebSocketWire.closeFrame(code: reason.code, reason: reason.reason))
         if hangUp {
             written?.whenComplete { _ in channel.close(promise: nil) }
         } else {
@@ -177,7 +177,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         guard let millis, let context else { return }
         let this = NIOLoopBound(self, eventLoop: context.eventLoop)
         expiry = context.eventLoop.scheduleTask(in: .milliseconds(max(0, millis - Timestamp.nowMilliseconds()))) {
-            this.value.close(code: 4101, reason: "token expired; reconnect with a new token")
+            this.value.close(.tokenExpired)
         }
     }
 
@@ -185,7 +185,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     /// pings go out, so a connection still closing after two heartbeats is dropped.
     func heartbeatDue() {
         if awaitingPong {
-            close(code: 1001, reason: "ping timeout", hangUp: true)
+            close(.goingAway("ping timeout"), hangUp: true)
             return
         }
         awaitingPong = true
@@ -214,7 +214,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         do {
             if let message = try read(frame, context: context) { received(message) }
         } catch let error as ProtocolViolation {
-            close(code: error.code, reason: error.reason, hangUp: true)
+            close(error.reason, hangUp: true)
         } catch {
             context.close(promise: nil)
         }
@@ -222,16 +222,15 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     /// A protocol error found while reading: the connection closes with its code (RFC 6455).
     struct ProtocolViolation: Error {
-        let code: UInt16
-        let reason: String
+        let reason: CloseReason
     }
 
     /// Handles one frame; a whole message when it completes one.
     private func read(_ frame: WebSocketFrame, context: ChannelHandlerContext) throws -> InboundMessage? {
-        guard frame.reservedBits.isEmpty else { throw ProtocolViolation(code: 1002, reason: "reserved bits set") }
+        guard frame.reservedBits.isEmpty else { throw ProtocolViolation(reason: .protocolError("reserved bits set")) }
         switch frame.opcode {
         case .ping:
-            guard frame.fin, frame.length <= 125 else { throw ProtocolViolation(code: 1002, reason: "bad ping") }
+            guard frame.fin, frame.length <= 125 else { throw ProtocolViolation(reason: .protocolError("bad ping")) }
             if !closeSent {
                 send(WebSocketWire.frame(opcode: WebSocketWire.pong, payload: frame.unmaskedData))
             }
@@ -241,24 +240,25 @@ final class WebSocketHandler: ChannelInboundHandler {
             // Echo the peer's code (RFC 6455 section 5.5.1) unless we closed first, then hang up.
             var data = frame.unmaskedData
             let code = data.readInteger(as: UInt16.self) ?? 1000
-            close(code: code == 1005 || code == 1006 ? 1000 : code, reason: "", hangUp: true, echo: true)
+            let echoed = code == 1005 || code == 1006 ? 1000 : code
+            close(CloseReason(code: echoed, reason: "", reconnect: CloseReason.reconnect(forCode: echoed)), hangUp: true, echo: true)
         case .text, .binary:
-            guard partial == nil else { throw ProtocolViolation(code: 1002, reason: "a new message inside a fragmented one") }
+            guard partial == nil else { throw ProtocolViolation(reason: .protocolError("a new message inside a fragmented one")) }
             if frame.fin { return try Self.message(frame.opcode, frame.unmaskedData) }
             partial = (frame.opcode, frame.unmaskedData)
         case .continuation:
-            guard let (opcode, started) = partial else { throw ProtocolViolation(code: 1002, reason: "continuation without a message") }
+            guard let (opcode, started) = partial else { throw ProtocolViolation(reason: .protocolError("continuation without a message")) }
             var data = started
             var more = frame.unmaskedData
             guard data.readableBytes + more.readableBytes <= settings.maxMessageBytes else {
-                throw ProtocolViolation(code: 1009, reason: "message over \(settings.maxMessageBytes) bytes")
+                throw ProtocolViolation(reason: .tooBig("message over \(settings.maxMessageBytes) bytes"))
             }
             data.writeBuffer(&more)
             partial = nil
             if frame.fin { return try Self.message(opcode, data) }
             partial = (opcode, data)
         default:
-            throw ProtocolViolation(code: 1002, reason: "unknown opcode")
+            throw ProtocolViolation(reason: .protocolError("unknown opcode"))
         }
         return nil
     }
@@ -266,7 +266,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     private static func message(_ opcode: WebSocketOpcode, _ data: ByteBuffer) throws -> InboundMessage {
         guard opcode == .text else { return .binary(data) }
         guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
-            throw ProtocolViolation(code: 1007, reason: "text frame is not UTF-8")
+            throw ProtocolViolation(reason: .invalidData("text frame is not UTF-8"))
         }
         return .text(text)
     }
@@ -292,9 +292,9 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
         switch error {
         case .invalidFrameLength:
-            close(code: 1009, reason: "frame over \(settings.maxMessageBytes) bytes", hangUp: true)
+            close(.tooBig("frame over \(settings.maxMessageBytes) bytes"), hangUp: true)
         default:
-            close(code: 1002, reason: "malformed frame", hangUp: true)
+            close(.protocolError("malformed frame"), hangUp: true)
         }
     }
 }
