@@ -19,6 +19,7 @@ public struct SwitchboardServer: Sendable {
     let gate: HandshakeGate
     let addresses: ClientAddress
     let sessions: SessionEnvironment
+    let socketIO: SocketIOServer
     private let tls: TLSConfiguration?
     private let logger: Logger
 
@@ -51,6 +52,7 @@ public struct SwitchboardServer: Sendable {
         sessions = SessionEnvironment(
             configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: OpenConnections()
         )
+        socketIO = SocketIOServer(environment: sessions, settings: configuration.socketIO, limiter: limiter)
     }
 
     private static func tlsConfiguration(_ c: ServerConfiguration) throws(ConfigurationError) -> TLSConfiguration? {
@@ -81,6 +83,7 @@ public struct SwitchboardServer: Sendable {
         EventStreamRoute(environment: sessions, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
             .register(on: router)
         LongPollRoute(node: node).register(on: router)
+        SocketIORoutes(server: socketIO, origins: origins).register(on: router)
         return router
     }
 
@@ -96,6 +99,7 @@ public struct SwitchboardServer: Sendable {
         let authenticator = self.authenticator
         let addresses = self.addresses
         let webSockets = self.sessions
+        let socketIO = self.socketIO
         let requestTimeout = TimeAmount.seconds(Int64(configuration.limits.requestTimeoutSeconds))
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
@@ -107,18 +111,21 @@ public struct SwitchboardServer: Sendable {
                     maxMessageBytes: configuration.limits.messageBytes,
                     admit: { request, remote in
                         let ip = addresses.resolve(peer: remote, forwardedFor: request.forwardedFor, forwarded: request.forwarded)
-                        do throws(ProtocolError) {
-                            let identity = try await gate.admit(request, ip: ip)
-                            return .success(Admission(identity: identity, ip: ip))
-                        } catch {
-                            logger.info("handshake refused", metadata: ["ip": "\(ip)", "reason": "\(error.message)"])
-                            return .failure(error)
+                        let verdict = await gate.admitWebSocket(request, ip: ip)
+                        if case .failure(let refusal) = verdict {
+                            logger.info("handshake refused", metadata: ["ip": "\(ip)", "path": "\(request.path)", "reason": "\(refusal.message)"])
                         }
+                        return verdict
                     },
                     accept: { channel, admission in
-                        try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: admission.identity)
-                        limiter.connectionOpened(ip: admission.ip)
-                        channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
+                        switch admission.kind {
+                        case .switchboard(let identity):
+                            try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: identity)
+                            limiter.connectionOpened(ip: admission.ip)
+                            channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
+                        case .socketIO(let handshake):
+                            try EngineIOWebSocket.accept(channel: channel, server: socketIO, handshake: handshake)
+                        }
                     }
                 ),
                 timeout: requestTimeout
@@ -139,6 +146,7 @@ public struct SwitchboardServer: Sendable {
                 NodeReporter(node: node, logger: logger),
                 Housekeeping(store: node.store, limiter: limiter, interval: .seconds(configuration.pruneIntervalSeconds), logger: logger),
                 StatsPublisher(node: node, logger: logger),
+                socketIO,
                 // Shut down after the server has stopped accepting (services stop in reverse order).
                 webSockets.registry,
             ],

@@ -59,6 +59,7 @@ public enum ConfigFile {
                 guard case .array(let items) = v else { throw ConfigurationError("allowed_origins must be a list of strings") }
                 c.allowedOrigins = try items.map { (item: JSONValue) throws(ConfigurationError) in try string(item, at: "allowed_origins") }
             case "limits": try applyLimits(v, to: &c.limits)
+            case "socketio": c.socketIO = try socketIO(v)
             case "namespaces": c.namespaces = try namespaces(v)
             default:
                 throw ConfigurationError("unknown key \"\(key)\"")
@@ -86,6 +87,24 @@ public enum ConfigFile {
             default: throw ConfigurationError("unknown key \"\(at)\"")
             }
         }
+    }
+
+    static func socketIO(_ value: JSONValue) throws(ConfigurationError) -> SocketIOSettings {
+        var settings = SocketIOSettings()
+        for (key, v) in try object(value, at: "socketio") {
+            switch key {
+            case "recovery": settings.recovery = try bool(v, at: "socketio.recovery")
+            case "channels":
+                guard case .array(let items) = v else { throw ConfigurationError("socketio.channels must be a list of channel names") }
+                settings.channels = try items.map { (item: JSONValue) throws(ConfigurationError) in
+                    let name = try string(item, at: "socketio.channels")
+                    guard Names.isChannel(name) else { throw ConfigurationError("socketio.channels: bad channel name \"\(name)\"") }
+                    return name
+                }
+            default: throw ConfigurationError("unknown key \"socketio.\(key)\"")
+            }
+        }
+        return settings
     }
 
     static func namespaces(_ value: JSONValue) throws(ConfigurationError) -> Namespaces {

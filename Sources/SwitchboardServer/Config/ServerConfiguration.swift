@@ -11,6 +11,8 @@ public struct ServerConfiguration: Sendable {
     public var nodeTimeoutSeconds = 15
     /// Peers whose `X-Forwarded-For` and `Forwarded` headers name the client (load balancers).
     public var trustedProxies: [AddressRange] = []
+    /// Socket.IO compatibility at `/socket.io/` (SPEC section 8).
+    public var socketIO = SocketIOSettings()
     public var allowedOrigins: [String] = []
     public var limits = Limits()
     public var heartbeatSeconds = 25
@@ -87,4 +89,17 @@ public struct ServerConfiguration: Sendable {
 public struct ConfigurationError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The `socketio` config section (SPEC section 8).
+public struct SocketIOSettings: Sendable, Equatable {
+    /// Channels every Socket.IO connection joins at connect.
+    public var channels: [String] = []
+    /// Connection state recovery: a `pid` at connect and an offset with every channel event.
+    public var recovery = false
+
+    public init(channels: [String] = [], recovery: Bool = false) {
+        self.channels = channels
+        self.recovery = recovery
+    }
 }

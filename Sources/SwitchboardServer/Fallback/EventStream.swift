@@ -62,20 +62,7 @@ final class EventStream: SessionOutput {
 
     /// `CHANNEL@EPOCH:OFFSET;…` in the stream's channel order.
     static func eventID(_ positions: [String: Position], order: [String]) -> String {
-        order.compactMap { channel in positions[channel].map { "\(channel)@\($0)" } }.joined(separator: ";")
-    }
-
-    /// Parses a `Last-Event-ID`; entries that do not parse are ignored (those channels start fresh).
-    static func parseEventID(_ text: String) -> [String: Position] {
-        var result: [String: Position] = [:]
-        for entry in text.split(separator: ";") {
-            // Channel names may contain "@"; epochs never do, so the last "@" separates them.
-            guard let at = entry.lastIndex(of: "@") else { continue }
-            let channel = String(entry[..<at])
-            guard Names.isChannel(channel), let position = Position(entry[entry.index(after: at)...]) else { continue }
-            result[channel] = position
-        }
-        return result
+        PositionList.format(positions, order: order)
     }
 }
 
@@ -117,7 +104,7 @@ struct EventStreamRoute {
         // `Last-Event-ID` as EventSource sends it on a reconnect, or `last_event_id=` from a
         // client opening a new stream where it left off (EventSource cannot set the header).
         let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["last_event_id"].map(String.init)
-        let resume = lastEventID.map(EventStream.parseEventID) ?? [:]
+        let resume = lastEventID.map { PositionList.parse($0) } ?? [:]
         stream.queue.push(ByteBuffer(string: "retry: 1000\n\n"))
         let streamChannels = channels
         let limiter = self.limiter

@@ -49,6 +49,15 @@ final class LoopOutbox: Sendable {
         if schedule { eventLoop.execute { self.drainSoon() } }
     }
 
+    /// Waits until `connection` has room for a batch of catch-up (half its queue limit free).
+    func waitForRoom(_ connection: NIOLoopBound<WebSocketHandler>, channel: any Channel) async {
+        while channel.isActive {
+            let room = try? await eventLoop.submit { connection.value.hasRoom }.get()
+            if room ?? true { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
     private func drainSoon() {
         let (last, size) = pending.withLock { ($0.lastDrain, $0.lastDrainSize) }
         let next = last + interval

@@ -9,9 +9,13 @@ import NIOHTTPTypesHTTP1
 import NIOWebSocket
 import SwitchboardCore
 
-/// The handshake of `/v1/ws` as its checks see it, read from the raw HTTP/1 request head.
+/// A WebSocket handshake as its checks see it, read from the raw HTTP/1 request head.
 struct HandshakeRequest: Sendable {
     var path: String
+    /// The whole request target, query included.
+    var target = ""
+    var authorization: String?
+    var apiKey: String?
     var origin: String?
     var host: String?
     var credential: String?
@@ -21,8 +25,30 @@ struct HandshakeRequest: Sendable {
 
 /// What an accepted handshake hands to the connection.
 struct Admission: Sendable {
-    var identity: Identity
+    enum Kind: Sendable {
+        /// `/v1/ws`, with who the client is.
+        case switchboard(Identity)
+        /// `/socket.io/`: Engine.IO over a WebSocket; credentials come with CONNECT.
+        case socketIO(SocketIOHandshake)
+    }
+
+    var kind: Kind
     var ip: String
+}
+
+/// Why a handshake was refused, answered in the form its protocol's clients read.
+enum HandshakeRefusal: Error, Sendable {
+    /// A problem document (`/v1/ws`, SPEC section 5).
+    case problem(ProtocolError, path: String)
+    /// Engine.IO's `{"code","message"}`.
+    case engineIO(EngineIOError)
+
+    var message: String {
+        switch self {
+        case .problem(let error, _): error.message
+        case .engineIO(let error): error.message
+        }
+    }
 }
 
 /// HTTP/1.1 plus the WebSocket upgrade on one port.
@@ -35,7 +61,7 @@ struct Admission: Sendable {
 struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     enum Negotiated: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, ProtocolError)
+        case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, HandshakeRefusal)
         /// Upgraded and handed to its session; nothing left to do here.
         case webSocket
     }
@@ -50,7 +76,7 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     /// Largest frame accepted (1009 above it).
     let maxMessageBytes: Int
     /// Runs the handshake's checks.
-    let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>
+    let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, HandshakeRefusal>
     /// Sets up an accepted connection on its upgraded channel (on the channel's event loop).
     let accept: @Sendable (any Channel, Admission) throws -> Void
 
@@ -58,7 +84,7 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         responder: @escaping HTTPChannelHandler.Responder,
         idleTimeout: Duration,
         maxMessageBytes: Int,
-        admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, ProtocolError>,
+        admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, HandshakeRefusal>,
         accept: @escaping @Sendable (any Channel, Admission) throws -> Void
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
@@ -73,7 +99,7 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             // A channel keeps the buffers it reads into for reuse: start them small, so that
             // an idle connection does not hold kilobytes of them (they grow with the traffic).
             try channel.syncOptions?.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
-            let verdict = NIOLoopBoundBox<Result<Admission, ProtocolError>?>(nil, eventLoop: channel.eventLoop)
+            let verdict = NIOLoopBoundBox<Result<Admission, HandshakeRefusal>?>(nil, eventLoop: channel.eventLoop)
             let admit = self.admit
             let accept = self.accept
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
@@ -83,13 +109,8 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                 shouldUpgrade: { channel, head in
                     let request = Self.handshakeRequest(head)
                     let remote = channel.remoteAddress
-                    let promise = channel.eventLoop.makePromise(of: Result<Admission, ProtocolError>.self)
-                    promise.completeWithTask {
-                        guard request.path == "/v1/ws" else {
-                            return .failure(.notFound("no WebSocket endpoint at \(request.path); use /v1/ws"))
-                        }
-                        return await admit(request, remote)
-                    }
+                    let promise = channel.eventLoop.makePromise(of: Result<Admission, HandshakeRefusal>.self)
+                    promise.completeWithTask { await admit(request, remote) }
                     return promise.futureResult.hop(to: channel.eventLoop).map { result -> HTTPHeaders? in
                         verdict.value = result
                         if case .success = result { return HTTPHeaders() }
@@ -147,11 +168,12 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     static func handshakeRequest(_ head: HTTPRequestHead) -> HandshakeRequest {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let credential = Credentials.credential(
-            authorization: head.headers["Authorization"].first, apiKey: head.headers["X-API-Key"].first, target: head.uri
-        )
+        let authorization = head.headers["Authorization"].first
+        let apiKey = head.headers["X-API-Key"].first
         return HandshakeRequest(
-            path: path, origin: head.headers["Origin"].first, host: head.headers["Host"].first, credential: credential,
+            path: path, target: head.uri, authorization: authorization, apiKey: apiKey,
+            origin: head.headers["Origin"].first, host: head.headers["Host"].first,
+            credential: Credentials.credential(authorization: authorization, apiKey: apiKey, target: head.uri),
             forwardedFor: head.headers["X-Forwarded-For"], forwarded: head.headers["Forwarded"]
         )
     }
@@ -170,18 +192,30 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    /// Answers a refused handshake with its problem document and closes the connection.
-    static func writeRefusal(_ refusal: ProtocolError, to http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, logger: Logger) async {
-        let body = ByteBuffer(string: Problem.document(refusal, path: "/v1/ws").serialized)
+    /// Answers a refused handshake (a problem document, or Engine.IO's error) and closes the connection.
+    static func writeRefusal(_ refusal: HandshakeRefusal, to http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, logger: Logger) async {
+        let body: ByteBuffer
+        let status: HTTPResponse.Status
+        let contentType: String
+        switch refusal {
+        case .problem(let error, let path):
+            body = ByteBuffer(string: Problem.document(error, path: path).serialized)
+            status = Problem.status(error)
+            contentType = "application/problem+json"
+        case .engineIO(let error):
+            body = ByteBuffer(string: error.body)
+            status = HTTPResponse.Status(code: error.httpStatus)
+            contentType = "application/json"
+        }
         let headers: HTTPFields = [
-            .contentType: "application/problem+json",
+            .contentType: contentType,
             .contentLength: String(body.readableBytes),
             .connection: "close",
         ]
         do {
             try await http.executeThenClose { _, outbound in
                 try await outbound.write(contentsOf: [
-                    .head(HTTPResponse(status: Problem.status(refusal), headerFields: headers)),
+                    .head(HTTPResponse(status: status, headerFields: headers)),
                     .body(body),
                     .end(nil),
                 ])

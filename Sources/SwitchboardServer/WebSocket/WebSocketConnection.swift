@@ -20,12 +20,8 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     private var session: ClientSession { sessionBox.withLock { $0! } }
     private var logger: Logger { environment.logger }
 
-    private struct Commands {
-        var waiting: [InboundMessage] = []
-        var running = false
-    }
-
-    private let commands = Mutex(Commands())
+    /// Commands run one after another, answered in order.
+    private let commands = SerialQueue()
     /// The close code and reason the server sent, for the disconnect log line.
     private let closedWith = Mutex<CloseReason?>(nil)
 
@@ -67,12 +63,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     }
 
     func waitForRoom() async {
-        let connection = self.connection
-        while channel.isActive {
-            let room = try? await outbox.eventLoop.submit { connection.value.hasRoom }.get()
-            if room ?? true { return }
-            try? await Task.sleep(for: .milliseconds(2))
-        }
+        await outbox.waitForRoom(connection, channel: channel)
     }
 
     func expires(atMillis millis: Int64?) {
@@ -125,12 +116,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
 
     /// A message from the client: queued, and run after the ones before it.
     func received(_ message: InboundMessage) {
-        let start = commands.withLock { c in
-            c.waiting.append(message)
-            defer { c.running = true }
-            return !c.running
-        }
-        if start { Task { await self.runCommands() } }
+        commands.add { await self.handle(message) }
     }
 
     func rateLimited(_ message: InboundMessage, closing: Bool) {
@@ -150,18 +136,6 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     }
 
     // MARK: Commands
-
-    private func runCommands() async {
-        while let message = commands.withLock({ c -> InboundMessage? in
-            if c.waiting.isEmpty {
-                c.running = false
-                return nil
-            }
-            return c.waiting.removeFirst()
-        }) {
-            await handle(message)
-        }
-    }
 
     private func handle(_ message: InboundMessage) async {
         guard case .text(let text) = message else {

@@ -1,0 +1,343 @@
+import Foundation
+import NIOCore
+import Synchronization
+import SwitchboardCore
+
+/// The Socket.IO v5 side of an Engine.IO session (SPEC section 8): CONNECT with its
+/// credentials and channels, emitted events as session commands, channel messages as
+/// events named after their channel, and connection state recovery by offsets. Every
+/// permission check is the `ClientSession`'s; this only speaks the wire format.
+final class SocketIOClient: SessionOutput {
+    private unowned let engine: EngineIOSession
+    private let handshake: SocketIOHandshake
+    private let commands = SerialQueue()
+
+    private struct State {
+        /// The client session, once the namespace `/` is connected.
+        var session: ClientSession?
+        /// Binary attachments still to come for a BINARY_EVENT or BINARY_ACK (refused).
+        var attachments: (remaining: Int, ackID: Int64?)?
+        /// Recovery: each channel's last position sent to the client, which every event's
+        /// offset argument carries.
+        var positions: [String: Position] = [:]
+        var expiry: Scheduled<Void>?
+    }
+
+    private let state = Mutex(State())
+    private var server: SocketIOServer { engine.server }
+    private var recovery: Bool { server.settings.recovery }
+
+    init(engine: EngineIOSession, handshake: SocketIOHandshake) {
+        self.engine = engine
+        self.handshake = handshake
+    }
+
+    // MARK: Packets from the client
+
+    /// An Engine.IO message: one Socket.IO packet. Handled in order; an invalid packet ends
+    /// the Engine.IO connection, as Socket.IO servers do.
+    func received(_ text: String) {
+        if state.withLock({ $0.attachments != nil }) {
+            engine.end(reason: "text packet while binary attachments were due")
+            return
+        }
+        let packet: SocketIOPacket
+        do {
+            packet = try SocketIOPacket.parse(text)
+        } catch {
+            engine.end(reason: "invalid Socket.IO packet: \(error)")
+            return
+        }
+        commands.add { await self.handle(packet) }
+    }
+
+    /// A binary attachment: binary events are refused (SPEC section 8: JSON only), but their
+    /// attachments are read so that the connection goes on.
+    func received(binary: [UInt8]) {
+        let refused = state.withLock { s -> (done: Bool, ackID: Int64?)? in
+            guard let attachments = s.attachments else { return nil }
+            let remaining = attachments.remaining - 1
+            s.attachments = remaining > 0 ? (remaining, attachments.ackID) : nil
+            return (remaining == 0, attachments.ackID)
+        }
+        guard let refused else {
+            engine.end(reason: "binary packet without an event")
+            return
+        }
+        if refused.done, let id = refused.ackID {
+            commands.add {
+                self.acknowledge(id, .failure(.badRequest("binary attachments are not supported: send JSON arguments")))
+            }
+        }
+    }
+
+    private func handle(_ packet: SocketIOPacket) async {
+        let session = state.withLock { $0.session }
+        switch packet.kind {
+        case .connect:
+            guard packet.namespace == "/" else {
+                send(SocketIOPacket(kind: .connectError, namespace: packet.namespace, payload: ["message": "Invalid namespace"]))
+                return
+            }
+            guard session == nil else {
+                engine.end(reason: "CONNECT twice")
+                return
+            }
+            await connect(auth: packet.payload?.objectValue ?? [:])
+        case .disconnect:
+            // The client leaves the namespace; the Engine.IO connection stays.
+            guard packet.namespace == "/", let session else { return }
+            state.withLock { $0.session = nil }
+            session.ended()
+        case .event:
+            guard packet.namespace == "/", let session, case .array(let args) = packet.payload else {
+                engine.end(reason: "event outside a connected namespace")
+                return
+            }
+            await event(args, ackID: packet.ackID, session: session)
+        case .binaryEvent, .binaryAck:
+            state.withLock { $0.attachments = (packet.attachments, packet.kind == .binaryEvent ? packet.ackID : nil) }
+        case .ack:
+            break  // The server asks for no acknowledgements.
+        case .connectError:
+            engine.end(reason: "CONNECT_ERROR from the client")
+        }
+    }
+
+    // MARK: Connecting
+
+    /// CONNECT to `/`: credentials from the CONNECT payload, else from the handshake; the
+    /// configured channels, `auth.channels` and `?channels=` joined; recovery when asked.
+    private func connect(auth: [String: JSONValue]) async {
+        let credential = auth["token"]?.stringValue ?? handshake.credential
+        let identity: Identity
+        do {
+            identity = try await server.environment.authenticator.identify(credential)
+        } catch {
+            refuse(error)
+            return
+        }
+        var channels = server.settings.channels
+        if case .array(let extra) = auth["channels"] { channels += extra.compactMap(\.stringValue) }
+        channels += handshake.channels
+        var unique: [String] = []
+        for channel in channels where !unique.contains(channel) { unique.append(channel) }
+        let session = server.environment.makeSession(transport: "socketio", identity: identity, output: self)
+        do {
+            for channel in unique {
+                _ = try Access.channel(channel)
+                try session.access.check(.subscribe(presence: false), channel: channel)
+            }
+        } catch {
+            refuse(error)
+            return
+        }
+        state.withLock { $0.session = session }
+        server.connected(engine, session: session)
+        expires(atMillis: identity.expiresAtMillis)
+        let sid = SocketIOServer.makeID()
+        guard recovery else {
+            send(SocketIOPacket(kind: .connect, payload: ["sid": .string(sid)]))
+            await join(unique, session: session)
+            return
+        }
+        // Recovery: the offset of the last event the client saw (or, if it saw none, its
+        // pid) holds every channel's position: subscribe from there, send what was missed,
+        // and only then the CONNECT answer, which says whether all of it was recovered.
+        let clientPID = auth["pid"]?.stringValue
+        let saved = (auth["offset"]?.stringValue).map { PositionList.parse($0) }
+            ?? clientPID.map { PositionList.parse($0) } ?? [:]
+        var recovered = clientPID != nil && !saved.isEmpty
+        for channel in Set(saved.keys).union(unique).sorted() {
+            do {
+                let subscription = try await session.subscribe(channel, since: saved[channel]) { position, _ in
+                    self.state.withLock { $0.positions[channel] = position }
+                }
+                if saved[channel] == nil || !subscription.recovered { recovered = false }
+            } catch {
+                recovered = false
+                server.environment.logger.info("Socket.IO recovery could not subscribe", metadata: ["channel": "\(channel)", "error": "\(error)"])
+            }
+        }
+        let pid = recovered ? clientPID! : PositionList.format(state.withLock { $0.positions }, order: unique)
+        send(SocketIOPacket(kind: .connect, payload: ["sid": .string(sid), "pid": .string(pid)]))
+    }
+
+    /// Subscribes the channels joined at connect, after the CONNECT answer.
+    private func join(_ channels: [String], session: ClientSession) async {
+        for channel in channels {
+            do {
+                try await session.subscribe(channel, since: nil)
+            } catch {
+                server.environment.logger.warning("Socket.IO connect could not subscribe", metadata: ["channel": "\(channel)", "error": "\(error)"])
+                engine.close(.internalError("could not join \(channel)"))
+                return
+            }
+        }
+    }
+
+    /// CONNECT_ERROR `{"message","data":{"code"}}`: the client's `connect_error`.
+    private func refuse(_ error: any Error) {
+        let problem = error as? ProtocolError ?? ProtocolError(.internalError, "the server could not connect this client")
+        send(SocketIOPacket(kind: .connectError, payload: [
+            "message": .string(problem.message), "data": ["code": .string(problem.code.rawValue)],
+        ]))
+    }
+
+    // MARK: Events
+
+    /// An emitted event: `subscribe`, `unsubscribe`, `history` and `presence` are commands;
+    /// any other name publishes its first argument on the channel of that name.
+    private func event(_ args: [JSONValue], ackID: Int64?, session: ClientSession) async {
+        guard case .string(let name) = args.first else {
+            if let ackID { acknowledge(ackID, .failure(.badRequest("the event name must be a string"))) }
+            return
+        }
+        let argument = args.count > 1 ? args[1] : .null
+        let command: SessionCommand
+        do {
+            command = try Self.command(name, argument)
+        } catch {
+            if let ackID { acknowledge(ackID, .failure(error)) }
+            return
+        }
+        await session.run(command) { result in
+            if case .success(let json) = result, case .subscribe(let channel, _, _) = command,
+               let position = try? JSONValue.parse(json), let epoch = position["epoch"]?.stringValue, let offset = position["offset"]?.intValue {
+                self.state.withLock { $0.positions[channel] = Position(epoch: epoch, offset: offset) }
+            }
+            if let ackID { self.acknowledge(ackID, result) }
+        }
+        if case .unsubscribe(let channel) = command { state.withLock { _ = $0.positions.removeValue(forKey: channel) } }
+    }
+
+    /// The session command an event stands for (SPEC section 8).
+    static func command(_ name: String, _ argument: JSONValue) throws(ProtocolError) -> SessionCommand {
+        func channel() throws(ProtocolError) -> String {
+            guard case .string(let channel) = argument["channel"] else { throw .badRequest("\(name) needs {\"channel\": string}") }
+            return try Access.channel(channel)
+        }
+        func since() throws(ProtocolError) -> Position? {
+            switch argument["since"] {
+            case nil, .null: return nil
+            case .string(let text):
+                guard let position = Position(text) else { throw .badRequest("\"since\" must be \"EPOCH:OFFSET\" or {\"epoch\",\"offset\"}") }
+                return position
+            case let value?:
+                guard let position = Position(json: value) else { throw .badRequest("\"since\" must be \"EPOCH:OFFSET\" or {\"epoch\",\"offset\"}") }
+                return position
+            }
+        }
+        switch name {
+        case "subscribe":
+            return .subscribe(channel: try channel(), since: try since(), presence: argument["presence"]?.boolValue ?? false)
+        case "unsubscribe":
+            return .unsubscribe(channel: try channel())
+        case "history":
+            var limit = 100
+            if let value = argument["limit"] {
+                guard let n = value.intValue, (1...1000).contains(n) else { throw .badRequest("\"limit\" must be an integer from 1 to 1000") }
+                limit = Int(n)
+            }
+            return .history(channel: try channel(), since: try since(), limit: limit)
+        case "presence":
+            return .presence(channel: try channel())
+        default:
+            return .publish(channel: try Access.channel(name), data: argument, idempotencyKey: nil)
+        }
+    }
+
+    /// ACK `[result]`, or `[{"error":{…}}]` for a refusal.
+    private func acknowledge(_ id: Int64, _ result: Result<String, ProtocolError>) {
+        let argument: String
+        switch result {
+        case .success(let json): argument = json
+        case .failure(let error): argument = JSONValue.object(["error": error.json]).serialized
+        }
+        engine.send("43\(id)[\(argument)]")
+    }
+
+    private func send(_ packet: SocketIOPacket) {
+        engine.send(EngineIOPacket.message(packet.encoded).text)
+    }
+
+    /// DISCONNECT: the server ends the socket, and the client does not reconnect.
+    func sendDisconnect() {
+        if state.withLock({ $0.session != nil }) { send(SocketIOPacket(kind: .disconnect)) }
+    }
+
+    /// The Engine.IO connection is gone.
+    func ended() {
+        let (session, expiry) = state.withLock { s in
+            defer {
+                s.session = nil
+                s.expiry = nil
+            }
+            return (s.session, s.expiry)
+        }
+        expiry?.cancel()
+        session?.ended()
+    }
+
+    // MARK: SessionOutput
+
+    func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
+        guard recovery else {
+            let frame = frames.encoded(.socketIOEvent) { PushFrame(json: Self.eventPacket($0)).wire }
+            let packet = frames.encoded(.socketIOPacket) { ByteBuffer(string: Self.eventPacket($0)) }
+            engine.send(String(buffer: packet), webSocketFrame: frame)
+            return
+        }
+        // With recovery each event also carries the positions of all the client's channels:
+        // the shared start of the event, and this connection's offset after it.
+        let prefix = frames.encoded(.socketIOEventPrefix) { ByteBuffer(string: Self.eventPrefix($0)) }
+        state.withLock { s in
+            s.positions[message.channel] = message.position
+            let offset = PositionList.format(s.positions, order: s.positions.keys.sorted())
+            let text = String(buffer: prefix) + "," + JSONValue.quoted(offset) + "]"
+            engine.send(text, webSocketFrame: engine.isPolling ? nil : PushFrame(json: text).wire)
+        }
+    }
+
+    /// `42["channel",data]`: a channel message as a Socket.IO event (an Engine.IO message).
+    static func eventPacket(_ message: ChannelMessage) -> String {
+        eventPrefix(message) + "]"
+    }
+
+    /// `42["channel",data` without its end.
+    static func eventPrefix(_ message: ChannelMessage) -> String {
+        var out = "42["
+        out.reserveCapacity(message.channel.utf8.count + message.data.utf8.count + 8)
+        JSONValue.writeString(message.channel, to: &out)
+        out += ","
+        out += message.data
+        return out
+    }
+
+    /// Joins and leaves as events `join` and `leave` with `{"channel","member"}`.
+    func presence(_ change: PresenceChange) {
+        let argument: JSONValue = ["channel": .string(change.channel), "member": change.member.json]
+        engine.send("42[\"\(change.kind.rawValue)\",\(argument.serialized)]")
+    }
+
+    func close(_ reason: CloseReason) {
+        engine.close(reason)
+    }
+
+    func waitForRoom() async {
+        await engine.waitForRoom()
+    }
+
+    func expires(atMillis millis: Int64?) {
+        let engine = self.engine
+        let scheduled = millis.map { millis in
+            server.eventLoop.scheduleTask(in: .milliseconds(max(0, millis - Timestamp.nowMilliseconds()))) {
+                engine.close(.tokenExpired)
+            }
+        }
+        state.withLock { s in
+            s.expiry?.cancel()
+            s.expiry = scheduled
+        }
+    }
+}
