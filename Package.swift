@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "switchboard", targets: ["switchboard"]),
+        .library(name: "SwitchboardProtocol", targets: ["SwitchboardProtocol"]),
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
@@ -32,10 +33,14 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
-        // Protocol types, names, positions, policies, the hub and the outbound queue. No I/O.
+        // The wire: JSON, names, positions, commands, server frames, error and close codes.
+        // Shared by the server and its Swift client; plain Swift, no NIO, no Foundation.
+        .target(name: "SwitchboardProtocol"),
+        // Policies, permissions, the channel sequencer, the hub and the outbound queue. No I/O.
         .target(
             name: "SwitchboardCore",
             dependencies: [
+                "SwitchboardProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -21,6 +21,11 @@ public struct PushFrame: Sendable {
     }
 }
 
+extension ChannelMessage {
+    /// The `/v1/ws` push frame.
+    public var frame: PushFrame { PushFrame(json: json) }
+}
+
 /// The encodings of one channel message for one delivery: each is built the first time a
 /// subscriber asks for it, and the same bytes go to every later subscriber. The hub makes
 /// one per message and hands it `inout` down its subscriber list, so a message costs one

@@ -72,10 +72,7 @@ public struct Access: Sendable {
 
     /// A channel name from a client, or the error that says what a name may be.
     public static func channel(_ name: String) throws(ProtocolError) -> String {
-        guard Names.isChannel(name) else {
-            throw .badRequest("bad channel name \"\(name.prefix(64))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
-        }
-        return name
+        try Names.channel(name)
     }
 
     /// Channels that only the server itself publishes on.

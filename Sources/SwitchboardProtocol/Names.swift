@@ -10,6 +10,14 @@ public enum Names {
         s.utf8.count >= 1 && s.utf8.count <= 200 && s.utf8.allSatisfy { isAlnum($0) || channelPunctuation.contains($0) }
     }
 
+    /// A channel name from a client, or the error that says what a name may be.
+    public static func channel(_ name: String) throws(ProtocolError) -> String {
+        guard isChannel(name) else {
+            throw .badRequest("bad channel name \"\(name.prefix(64))\": use 1-200 of A-Z a-z 0-9 _ . : @ -")
+        }
+        return name
+    }
+
     /// Record ids: like channel names, so `collection:C` events and URLs stay unambiguous.
     public static func isRecordID(_ s: some StringProtocol) -> Bool {
         s.utf8.count >= 1 && s.utf8.count <= 200 && s.utf8.allSatisfy { isAlnum($0) || recordPunctuation.contains($0) }

@@ -55,7 +55,7 @@ public struct ClientCommand: Sendable {
     }
 
     public func channel() throws(ProtocolError) -> String {
-        try Access.channel(try requiredString("channel"))
+        try Names.channel(try requiredString("channel"))
     }
 
     public func optionalString(_ key: String) throws(ProtocolError) -> String? {

@@ -1,5 +1,3 @@
-import NIOCore
-
 /// One message of a channel at its offset. `data` is kept as serialized JSON so that it is
 /// encoded once, when published, and copied verbatim into every frame and history reply.
 public struct ChannelMessage: Sendable, Equatable {
@@ -31,7 +29,4 @@ public struct ChannelMessage: Sendable, Equatable {
         out += ",\"type\":\"message\"}"
         return out
     }
-
-    /// The push frame, built once and shared by every subscriber.
-    public var frame: PushFrame { PushFrame(json: json) }
 }
