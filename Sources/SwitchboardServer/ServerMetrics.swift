@@ -48,7 +48,7 @@ public final class ServerMetrics: Sendable {
             name: "switchboard_store_unavailable_total",
             help: "Store operations answered 503 because the database was not reachable."
         )
-        for transport in ["websocket", "sse"] { connections(transport).set(Int64(0)) }
+        for transport in ["websocket", "sse", "socketio"] { connections(transport).set(Int64(0)) }
     }
 
     private func connections(_ transport: String) -> Gauge {

@@ -538,6 +538,19 @@ class Recorder:
         with self.cond:
             return [args[0] if args else None for e, args in self.events if e == event]
 
+    def wait_match(self, event: str, predicate, timeout: float = 5):
+        """Waits for an event named `event` whose first argument matches; that argument."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for e, args in self.events:
+                    if e == event and args and predicate(args[0]):
+                        return args[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching {event!r} event within {timeout} s: {self.events!r}")
+                self.cond.wait(left)
+
     def wait(self, event: str, count: int = 1, timeout: float = 5) -> list:
         """Waits for `count` events named `event`; their first arguments."""
         deadline = time.monotonic() + timeout

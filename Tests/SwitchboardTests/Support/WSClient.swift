@@ -85,6 +85,11 @@ final class WSClient: Sendable {
     /// Waits for the connection to end and returns the server's close code.
     func closeCode() async -> UInt16? { await task.value }
 
+    /// The next text frame as it came (for protocols other than `/v1/ws`); nil once closed.
+    func nextText(timeout: Duration = .seconds(10)) async throws -> String? {
+        try await inbox.next(timeout: timeout)
+    }
+
     /// The next frame (pushes and replies, in order); nil once the connection has closed.
     func next(timeout: Duration = .seconds(10)) async throws -> JSONValue? {
         guard let text = try await inbox.next(timeout: timeout) else { return nil }
