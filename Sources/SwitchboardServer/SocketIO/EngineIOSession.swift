@@ -168,10 +168,14 @@ final class EngineIOSession: DrainableConnection {
                     return .duplicate(earlier)
                 }
                 if !s.queue.isEmpty { return .now(.payload("")) }
+                // While a WebSocket probes, a GET is not held: the client waits for it to
+                // come back before it finishes the upgrade.
+                if s.probe != nil { return .now(.payload(EngineIOPacket.noop.text)) }
                 s.parked = continuation
                 return .parked
             }
             switch next {
+            case .now(.payload(let noop)) where !noop.isEmpty: continuation.resume(returning: .payload(noop))
             case .now(.payload): continuation.resume(returning: takePayload())
             case .now(let answer): continuation.resume(returning: answer)
             case .parked: break

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ServiceLifecycle
 import SwitchboardCore
 
 /// `GET` and `POST /socket.io/`: Engine.IO's handshake and long-polling (SPEC section 8).
@@ -34,7 +35,13 @@ struct SocketIORoutes {
         }
         guard let sid = handshake.sid else { return open(handshake, request: request) }
         guard let session = server.session(sid) else { return Self.response(.sessionUnknown) }
-        switch await session.poll() {
+        // A draining server answers a waiting poll at once: the client reconnects elsewhere.
+        let answer = await withGracefulShutdownHandler {
+            await session.poll()
+        } onGracefulShutdown: {
+            session.closeForRestart()
+        }
+        switch answer {
         case .payload(let payload): return Self.text(payload)
         case .error(let error): return Self.response(error)
         }
