@@ -3,10 +3,13 @@ import PackageDescription
 
 let package = Package(
     name: "switchboard",
-    platforms: [.macOS(.v15)],
+    // The server runs on Linux and macOS; the client also on iOS and tvOS (where
+    // swift-websocket runs: not watchOS).
+    platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18)],
     products: [
         .executable(name: "switchboard", targets: ["switchboard"]),
         .library(name: "SwitchboardProtocol", targets: ["SwitchboardProtocol"]),
+        .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
@@ -16,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.30.0"),
@@ -36,6 +40,18 @@ let package = Package(
         // The wire: JSON, names, positions, commands, server frames, error and close codes.
         // Shared by the server and its Swift client; plain Swift, no NIO, no Foundation.
         .target(name: "SwitchboardProtocol"),
+        // The Swift client for apps (iOS, macOS, tvOS, Linux): resume by offset, live collections.
+        .target(
+            name: "SwitchboardClient",
+            dependencies: [
+                "SwitchboardProtocol",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
         // Policies, permissions, the channel sequencer, the hub and the outbound queue. No I/O.
         .target(
             name: "SwitchboardCore",
@@ -115,6 +131,7 @@ let package = Package(
             name: "switchboard",
             dependencies: [
                 "SwitchboardBench",
+                "SwitchboardClient",
                 "SwitchboardCore",
                 "SwitchboardServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

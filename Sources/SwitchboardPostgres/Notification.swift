@@ -73,13 +73,3 @@ enum Notification: Equatable {
         }
     }
 }
-
-extension Member {
-    /// Reads `{"client","user","info"}`.
-    init?(json: JSONValue) {
-        guard let client = json["client"]?.stringValue else { return nil }
-        var info = json["info"]
-        if info == .null { info = Optional.none }
-        self.init(client: client, user: json["user"]?.stringValue, info: info)
-    }
-}

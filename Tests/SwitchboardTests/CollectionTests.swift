@@ -161,9 +161,4 @@ extension JSONValue {
         guard case .array(let items) = self else { return nil }
         return items.compactMap { $0["id"]?.stringValue }
     }
-
-    var arrayValue: [JSONValue]? {
-        if case .array(let a) = self { return a }
-        return nil
-    }
 }
