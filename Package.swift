@@ -146,7 +146,7 @@ let package = Package(
         // The pure parts, without sockets or a database: the sequencer, codecs, address rules.
         .testTarget(
             name: "SwitchboardUnitTests",
-            dependencies: ["SwitchboardCore", "SwitchboardStore", "SwitchboardPostgres", "SwitchboardServer"]
+            dependencies: ["SwitchboardClient", "SwitchboardCore", "SwitchboardStore", "SwitchboardPostgres", "SwitchboardServer"]
         ),
         .testTarget(
             name: "SwitchboardBenchTests",
@@ -156,6 +156,7 @@ let package = Package(
             name: "SwitchboardTests",
             dependencies: [
                 "SwitchboardBench",
+                "SwitchboardClient",
                 "SwitchboardCore",
                 "SwitchboardServer",
                 "SwitchboardStore",

@@ -143,12 +143,18 @@ public final class Node: Sendable {
         let recovered = since.map(slice.recovers) ?? false
         reply?(position, recovered)
         if recovered {
-            // Paced, so that a long catch-up never trips the slow-consumer limit: live
-            // messages wait in the hub meanwhile.
-            for (i, message) in slice.messages.enumerated() {
-                if i % 64 == 63 { await subscriber.waitForRoom() }
+            // Paced (every 64 messages or 64 KiB), so that a long catch-up never trips the
+            // slow-consumer limit: live messages wait in the hub meanwhile.
+            var sent = (messages: 0, bytes: 0)
+            for message in slice.messages {
+                if sent.messages >= 64 || sent.bytes >= 65536 {
+                    await subscriber.waitForRoom()
+                    sent = (0, 0)
+                }
                 var frames = MessageFrames(message)
                 subscriber.deliver(message, frames: &frames)
+                sent.messages += 1
+                sent.bytes += message.data.utf8.count
             }
         }
         let live = hub.goLive(subscriber, channel: channel, after: position.offset)
