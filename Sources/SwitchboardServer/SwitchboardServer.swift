@@ -111,7 +111,14 @@ public struct SwitchboardServer: Sendable {
                     maxMessageBytes: configuration.limits.messageBytes,
                     admit: { request, remote in
                         let ip = addresses.resolve(peer: remote, forwardedFor: request.forwardedFor, forwarded: request.forwarded)
-                        let verdict = await gate.admitWebSocket(request, ip: ip)
+                        var verdict = await gate.admitWebSocket(request, ip: ip)
+                        // An upgrade of a long-polling session that is not here (another
+                        // node's, or ended) is refused before the upgrade, as Engine.IO's are.
+                        if case .success(let admission) = verdict, case .socketIO(let handshake) = admission.kind,
+                           let sid = handshake.sid, socketIO.session(sid) == nil
+                        {
+                            verdict = .failure(.engineIO(.sessionUnknown))
+                        }
                         if case .failure(let refusal) = verdict {
                             logger.info("handshake refused", metadata: ["ip": "\(ip)", "path": "\(request.path)", "reason": "\(refusal.message)"])
                         }

@@ -38,7 +38,8 @@ public struct Access: Sendable {
         case .publish:
             if Self.isReserved(channel) { return Self.reserved(channel) }
             guard identity.mayPublishFromClient(channel: channel, policy: policy) else {
-                if identity.role == .anonymous, !policy.clientPublish {
+                // Anonymous in an anonymous namespace: credentials are not the problem.
+                if identity.role == .anonymous, policy.anonymous, !policy.clientPublish {
                     return .forbidden("clients may not publish on \"\(channel)\": its namespace has client_publish off")
                 }
                 return identity.refusal("publishing on \"\(channel)\"")

@@ -31,7 +31,10 @@ struct AuthMiddleware: RouterMiddleware {
             forwardedFor: request.headers[values: .xForwardedFor],
             forwarded: request.headers[values: .forwarded]
         )
-        context.identity = try await authenticator.identify(Credentials.from(request))
+        // Socket.IO's credentials are read at its CONNECT, where a bad one is a CONNECT_ERROR.
+        if !request.uri.path.hasPrefix("/socket.io") {
+            context.identity = try await authenticator.identify(Credentials.from(request))
+        }
         return try await next(request, context)
     }
 }

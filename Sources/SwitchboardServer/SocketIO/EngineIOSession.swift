@@ -189,8 +189,9 @@ final class EngineIOSession: DrainableConnection {
         }
     }
 
-    /// A POST's body: its packets, handled in order. Nil when accepted.
-    func post(_ body: String) -> EngineIOError? {
+    /// A POST begins (before its body is read): nil, or why it is refused. Two at once end
+    /// the session.
+    func beginPost() -> EngineIOError? {
         let refusal = state.withLock { s -> EngineIOError? in
             switch s.transport {
             case .closed: return .sessionUnknown
@@ -201,11 +202,14 @@ final class EngineIOSession: DrainableConnection {
             s.posting = true
             return nil
         }
-        if let refusal {
-            if refusal == .badRequest && isPolling { end(reason: "two posts at once") }
-            return refusal
-        }
-        defer { state.withLock { $0.posting = false } }
+        if refusal == .badRequest && isPolling { end(reason: "two posts at once") }
+        return refusal
+    }
+
+    /// A POST's body (after `beginPost`): its packets, handled in order. Nil when accepted.
+    func post(_ body: String) -> EngineIOError? {
+        defer { endPost() }
+        guard isPolling else { return .badRequest }
         let packets: [EngineIOPacket]
         do {
             packets = try EngineIOPacket.parsePayload(body)
@@ -224,6 +228,11 @@ final class EngineIOSession: DrainableConnection {
         return nil
     }
 
+    /// A POST is over (answered, or its body could not be read).
+    func endPost() {
+        state.withLock { $0.posting = false }
+    }
+
     /// A packet from the client, over either transport.
     private func received(_ packet: EngineIOPacket) {
         state.withLock { $0.awaitingPong = false }
@@ -234,9 +243,9 @@ final class EngineIOSession: DrainableConnection {
         case .close: end(reason: "closed by the client", parked: .payload(EngineIOPacket.noop.text))
         case .ping:
             // Engine.IO v4: only the server pings.
-            end(reason: "invalid heartbeat direction")
+            end(reason: "invalid heartbeat direction", close: .protocolError("invalid heartbeat direction"))
         case .open, .upgrade, .noop:
-            end(reason: "unexpected packet")
+            end(reason: "unexpected packet", close: .protocolError("unexpected packet"))
         }
     }
 
@@ -266,7 +275,7 @@ final class EngineIOSession: DrainableConnection {
             do {
                 packet = try EngineIOPacket.parse(Substring(text))
             } catch {
-                if isProbe { socket.close(.protocolError("bad probe")) } else { end(reason: "parse error") }
+                if isProbe { socket.close(.protocolError("bad probe")) } else { end(reason: "parse error", close: .protocolError("parse error")) }
                 return
             }
         case .binary(let data):
@@ -372,9 +381,14 @@ final class EngineIOSession: DrainableConnection {
 
     /// The session is over: nothing more goes out, later requests get "Session ID unknown",
     /// and a parked GET gets `parked`.
-    func end(reason: String, parked answer: PollAnswer = .error(.sessionUnknown)) {
-        let (wasOpen, parked, probe) = state.withLock { s -> (Bool, CheckedContinuation<PollAnswer, Never>?, EngineIOWebSocket?) in
-            if case .closed = s.transport { return (false, nil, nil) }
+    func end(reason: String, parked answer: PollAnswer = .error(.sessionUnknown), close: CloseReason = .normal) {
+        let (wasOpen, parked, probe, socket) = state.withLock { s -> (Bool, CheckedContinuation<PollAnswer, Never>?, EngineIOWebSocket?, EngineIOWebSocket?) in
+            var socket: EngineIOWebSocket?
+            switch s.transport {
+            case .closed: return (false, nil, nil, nil)
+            case .webSocket(let current): socket = current
+            case .polling: break
+            }
             s.transport = .closed
             defer {
                 s.parked = nil
@@ -382,11 +396,13 @@ final class EngineIOSession: DrainableConnection {
                 s.queue = []
                 s.queueBytes = 0
             }
-            return (true, s.parked, s.probe)
+            return (true, s.parked, s.probe, socket)
         }
         guard wasOpen else { return }
         parked?.resume(returning: answer)
         probe?.close(.normal)
+        // A WebSocket transport ends with its session (when it is not already what ended).
+        socket?.close(close)
         client.ended()
         server.remove(self, reason: reason)
     }

@@ -38,14 +38,20 @@ final class SocketIOClient: SessionOutput {
     /// the Engine.IO connection, as Socket.IO servers do.
     func received(_ text: String) {
         if state.withLock({ $0.attachments != nil }) {
-            engine.end(reason: "text packet while binary attachments were due")
+            fail("text packet while binary attachments were due")
             return
         }
         let packet: SocketIOPacket
         do {
             packet = try SocketIOPacket.parse(text)
         } catch {
-            engine.end(reason: "invalid Socket.IO packet: \(error)")
+            fail("invalid Socket.IO packet: \(error)")
+            return
+        }
+        // Attachments are counted at once: the binary packets that follow may arrive before
+        // the commands queued ahead of this one have run.
+        if packet.kind == .binaryEvent || packet.kind == .binaryAck {
+            state.withLock { $0.attachments = (packet.attachments, packet.kind == .binaryEvent ? packet.ackID : nil) }
             return
         }
         commands.add { await self.handle(packet) }
@@ -61,7 +67,7 @@ final class SocketIOClient: SessionOutput {
             return (remaining == 0, attachments.ackID)
         }
         guard let refused else {
-            engine.end(reason: "binary packet without an event")
+            fail("binary packet without an event")
             return
         }
         if refused.done, let id = refused.ackID {
@@ -80,7 +86,7 @@ final class SocketIOClient: SessionOutput {
                 return
             }
             guard session == nil else {
-                engine.end(reason: "CONNECT twice")
+                fail("CONNECT twice")
                 return
             }
             await connect(auth: packet.payload?.objectValue ?? [:])
@@ -91,16 +97,16 @@ final class SocketIOClient: SessionOutput {
             session.ended()
         case .event:
             guard packet.namespace == "/", let session, case .array(let args) = packet.payload else {
-                engine.end(reason: "event outside a connected namespace")
+                fail("event outside a connected namespace")
                 return
             }
             await event(args, ackID: packet.ackID, session: session)
         case .binaryEvent, .binaryAck:
-            state.withLock { $0.attachments = (packet.attachments, packet.kind == .binaryEvent ? packet.ackID : nil) }
+            break  // Counted when it arrived (`received`).
         case .ack:
             break  // The server asks for no acknowledgements.
         case .connectError:
-            engine.end(reason: "CONNECT_ERROR from the client")
+            fail("CONNECT_ERROR from the client")
         }
     }
 
@@ -255,6 +261,11 @@ final class SocketIOClient: SessionOutput {
         case .failure(let error): argument = JSONValue.object(["error": error.json]).serialized
         }
         engine.send("43\(id)[\(argument)]")
+    }
+
+    /// A protocol violation: the Engine.IO connection ends (as Socket.IO's servers do).
+    private func fail(_ reason: String) {
+        engine.end(reason: reason, close: .protocolError(reason))
     }
 
     private func send(_ packet: SocketIOPacket) {

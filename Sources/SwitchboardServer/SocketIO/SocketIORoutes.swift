@@ -72,14 +72,17 @@ struct SocketIORoutes {
             session.end(reason: "binary POST")
             return Self.response(.badRequest)
         }
+        if let refusal = session.beginPost() { return Self.response(refusal) }
         let limit = server.environment.maxMessageBytes
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: limit)
         } catch {
+            session.endPost()
             return Response(status: .contentTooLarge, headers: [.contentLength: "0"])
         }
         guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
+            session.endPost()
             session.end(reason: "POST body is not UTF-8")
             return Self.response(.badRequest)
         }
