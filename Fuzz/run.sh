@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${2:-30}
 targets=${1:-all}
-[ "$targets" = all ] && targets="json command engineio socketio"
+[ "$targets" = all ] && targets="json command engineio socketio frames"
 out=.build-fuzz
 mkdir -p "$out"
 

@@ -63,6 +63,7 @@ public final class Hub: Sendable {
                 subscriptions.values[index].lastOffset = message.offset
                 delivered &+= 1
             }
+            frames.commit()
             s.delivered &+= delivered
         }
     }
@@ -89,6 +90,7 @@ public final class Hub: Sendable {
             for message in sub.pending ?? [] where message.offset > offset {
                 var frames = MessageFrames(message)
                 subscriber.deliver(message, frames: &frames)
+                frames.commit()
                 s.delivered &+= 1
             }
             sub.lastOffset = max(offset, sub.pending?.last?.offset ?? offset)

@@ -26,14 +26,24 @@ extension ChannelMessage {
     public var frame: PushFrame { PushFrame(json: json) }
 }
 
+/// Work gathered while one message is delivered, handed on once at the end of the
+/// delivery: an event loop's share of a fan-out (the frame and the connections on that loop
+/// that get it), so that a publish is one hand-over per loop, not one per subscriber.
+public protocol DeliveryBatch: AnyObject {
+    func commit()
+}
+
 /// The encodings of one channel message for one delivery: each is built the first time a
 /// subscriber asks for it, and the same bytes go to every later subscriber. The hub makes
 /// one per message and hands it `inout` down its subscriber list, so a message costs one
-/// encoding per wire format, not one per subscriber.
+/// encoding per wire format, not one per subscriber. It also holds the delivery's batches,
+/// which whoever delivers commits once every subscriber has had the message.
 public struct MessageFrames {
     public let message: ChannelMessage
     private var webSocketFrame: PushFrame?
     private var others: [Slot: ByteBuffer] = [:]
+    /// Few (one per event loop and encoding): a list, not a dictionary.
+    private var batches: [(key: ObjectIdentifier, batch: any DeliveryBatch)] = []
 
     /// Encodings other transports keep here.
     public enum Slot: Hashable, Sendable {
@@ -43,6 +53,10 @@ public struct MessageFrames {
         case socketIOEventPrefix
         /// A Socket.IO event as an Engine.IO polling packet.
         case socketIOPacket
+        /// The `/v1/ws` push frame compressed (permessage-deflate).
+        case deflated
+        /// A Socket.IO event compressed, as a WebSocket frame.
+        case socketIOEventDeflated
     }
 
     public init(_ message: ChannelMessage) {
@@ -55,6 +69,23 @@ public struct MessageFrames {
         let frame = message.frame
         webSocketFrame = frame
         return frame
+    }
+
+    /// The batch under `key` for this delivery, made by `make` the first time.
+    public mutating func batch<Batch: DeliveryBatch>(_ key: AnyObject, _ make: () -> Batch) -> Batch {
+        let id = ObjectIdentifier(key)
+        for entry in batches where entry.key == id {
+            return unsafeDowncast(entry.batch, to: Batch.self)
+        }
+        let batch = make()
+        batches.append((id, batch))
+        return batch
+    }
+
+    /// Hands on the delivery's batches; called once, after the last subscriber.
+    public mutating func commit() {
+        for entry in batches { entry.batch.commit() }
+        batches = []
     }
 
     /// The encoding in `slot`, built by `build` the first time.
@@ -77,8 +108,9 @@ public enum WebSocketWire {
         payload < 126 ? 2 : payload <= 0xFFFF ? 4 : 10
     }
 
-    public static func writeHeader(opcode: UInt8, payloadLength: Int, to buffer: inout ByteBuffer) {
-        buffer.writeInteger(0x80 | opcode)
+    /// `compressed` sets RSV1: the payload is compressed (permessage-deflate).
+    public static func writeHeader(opcode: UInt8, payloadLength: Int, to buffer: inout ByteBuffer, compressed: Bool = false) {
+        buffer.writeInteger(0x80 | (compressed ? 0x40 : 0) | opcode)
         if payloadLength < 126 {
             buffer.writeInteger(UInt8(payloadLength))
         } else if payloadLength <= 0xFFFF {
@@ -97,6 +129,13 @@ public enum WebSocketWire {
         writeHeader(opcode: opcode, payloadLength: payload.readableBytes, to: &out)
         out.writeImmutableBuffer(payload)
         return out
+    }
+
+    /// The payload of a server frame built here (after its header).
+    public static func payload(of frame: ByteBuffer) -> ByteBuffer {
+        let code = Int(frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) ?? 0) & 0x7F
+        let header = code < 126 ? 2 : code == 126 ? 4 : 10
+        return frame.getSlice(at: frame.readerIndex + header, length: frame.readableBytes - header) ?? ByteBuffer()
     }
 
     /// A close frame with `code` and a reason cut to fit the 125-byte control-frame limit.

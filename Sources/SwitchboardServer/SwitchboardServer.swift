@@ -108,30 +108,32 @@ public struct SwitchboardServer: Sendable {
                 base: UpgradeChannel(
                     responder: responder,
                     idleTimeout: idleTimeout,
-                    maxMessageBytes: configuration.limits.messageBytes,
+                    compression: configuration.compression,
                     admit: { request, remote in
                         let ip = addresses.resolve(peer: remote, forwardedFor: request.forwardedFor, forwarded: request.forwarded)
-                        var verdict = await gate.admitWebSocket(request, ip: ip)
-                        // An upgrade of a long-polling session that is not here (another
-                        // node's, or ended) is refused before the upgrade, as Engine.IO's are.
-                        if case .success(let admission) = verdict, case .socketIO(let handshake) = admission.kind,
-                           let sid = handshake.sid, socketIO.session(sid) == nil
-                        {
-                            verdict = .failure(.engineIO(.sessionUnknown))
+                        return gate.admitWebSocket(request, ip: ip).map { verdict in
+                            var verdict = verdict
+                            // An upgrade of a long-polling session that is not here (another
+                            // node's, or ended) is refused before the upgrade, as Engine.IO's are.
+                            if case .success(let admission) = verdict, case .socketIO(let handshake) = admission.kind,
+                               let sid = handshake.sid, socketIO.session(sid) == nil
+                            {
+                                verdict = .failure(.engineIO(.sessionUnknown))
+                            }
+                            if case .failure(let refusal) = verdict {
+                                logger.info("handshake refused", metadata: ["ip": "\(ip)", "path": "\(request.path)", "reason": "\(refusal.message)"])
+                            }
+                            return verdict
                         }
-                        if case .failure(let refusal) = verdict {
-                            logger.info("handshake refused", metadata: ["ip": "\(ip)", "path": "\(request.path)", "reason": "\(refusal.message)"])
-                        }
-                        return verdict
                     },
                     accept: { channel, admission in
                         switch admission.kind {
                         case .switchboard(let identity):
-                            try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: identity)
+                            try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: identity, deflate: admission.deflate)
                             limiter.connectionOpened(ip: admission.ip)
                             channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
                         case .socketIO(let handshake):
-                            try EngineIOWebSocket.accept(channel: channel, server: socketIO, handshake: handshake)
+                            try EngineIOWebSocket.accept(channel: channel, server: socketIO, handshake: handshake, deflate: admission.deflate)
                         }
                     }
                 ),

@@ -79,12 +79,12 @@ struct ConfigurationTests {
 
     @Test("JSON config works the same way")
     func jsonConfig() throws {
-        let path = try write(#"{"port": 9999, "flush_interval_ms": 0, "namespaces": {"room": {"client_publish": true, "history_size": 5}}}"#, ext: "json")
+        let path = try write(#"{"port": 9999, "compression": false, "namespaces": {"room": {"client_publish": true, "history_size": 5}}}"#, ext: "json")
         var config = ServerConfiguration()
-        #expect(config.flushIntervalMilliseconds == 20)
+        #expect(config.compression)
         try ConfigFile.load(path: path, into: &config)
         #expect(config.port == 9999)
-        #expect(config.flushIntervalMilliseconds == 0)
+        #expect(!config.compression)
         #expect(config.namespaces.policy(forChannel: "room:1").clientPublish)
         // The change feeds keep a policy even when the file does not name them.
         #expect(config.namespaces.policy(forChannel: "collection:x").historySize == 10000)
@@ -101,11 +101,17 @@ struct ConfigurationTests {
             try ConfigFile.load(path: wrongType, into: &config)
             Issue.record("accepted a wrong type")
         } catch { #expect("\(error)".contains("limits.subscriptions")) }
-        let negative = try write("flush_interval_ms: -1\n", ext: "yaml")
+        let negative = try write("heartbeat_seconds: -1\n", ext: "yaml")
         do {
             try ConfigFile.load(path: negative, into: &config)
-            Issue.record("accepted a negative flush interval")
-        } catch { #expect("\(error)".contains("flush_interval_ms")) }
+            Issue.record("accepted a negative heartbeat")
+        } catch { #expect("\(error)".contains("heartbeat_seconds")) }
+        // A key that is gone says what replaced it.
+        let gone = try write("flush_interval_ms: 20\n", ext: "yaml")
+        do {
+            try ConfigFile.load(path: gone, into: &config)
+            Issue.record("accepted flush_interval_ms")
+        } catch { #expect("\(error)".contains("flush_interval_ms is gone")) }
         do {
             try ConfigFile.load(path: "/nonexistent/switchboard.yaml", into: &config)
             Issue.record("accepted a missing file")

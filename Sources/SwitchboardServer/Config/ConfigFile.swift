@@ -44,7 +44,11 @@ public enum ConfigFile {
             case "tls_key": c.tlsKeyFile = try string(v, at: key)
             case "heartbeat_seconds": c.heartbeatSeconds = try int(v, at: key, min: 1)
             case "drain_timeout_seconds": c.drainTimeoutSeconds = try int(v, at: key, min: 0)
-            case "flush_interval_ms": c.flushIntervalMilliseconds = try int(v, at: key, min: 0)
+            case "compression": c.compression = try bool(v, at: key)
+            case "flush_interval_ms":
+                throw ConfigurationError(
+                    "flush_interval_ms is gone: writes are no longer delayed; they gather by load (what a connection's socket has not taken yet)"
+                )
             case "node_timeout_seconds": c.nodeTimeoutSeconds = try int(v, at: key, min: 2)
             case "trusted_proxies":
                 guard case .array(let items) = v else { throw ConfigurationError("trusted_proxies must be a list of addresses or CIDR ranges") }

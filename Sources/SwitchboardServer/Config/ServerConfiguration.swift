@@ -16,10 +16,9 @@ public struct ServerConfiguration: Sendable {
     public var allowedOrigins: [String] = []
     public var limits = Limits()
     public var heartbeatSeconds = 25
-    /// Least time between two large fan-outs' writes on an event loop: while messages to
-    /// hundreds of connections stream in, they gather for this long and go out with one
-    /// system call per connection. Small fan-outs and quiet loops are written at once.
-    public var flushIntervalMilliseconds = 20
+    /// permessage-deflate (RFC 7692) for WebSocket clients that offer it: messages of 256
+    /// bytes or more go compressed, each compressed once for all its subscribers.
+    public var compression = true
     public var namespaces = Namespaces.defaults
     public var insecure = false
     public var apiKey: String?

@@ -153,6 +153,7 @@ public final class Node: Sendable {
                 }
                 var frames = MessageFrames(message)
                 subscriber.deliver(message, frames: &frames)
+                frames.commit()
                 sent.messages += 1
                 sent.bytes += message.data.utf8.count
             }

@@ -54,15 +54,31 @@ public final class Authenticator: Sendable {
         self.keys = keys
     }
 
-    /// The identity of a request or connection that presented `credential` (nil: none presented).
-    public func identify(_ credential: String?) async throws(ProtocolError) -> Identity {
+    /// What a credential says without waiting: no credential, the API key, or a token to verify.
+    public enum Identification: Sendable {
+        case identified(Identity)
+        case token(String)
+    }
+
+    /// The identity of `credential` when it needs no token verification (none presented, or
+    /// the API key), else the token to verify: handshakes without a token are accepted with
+    /// no task of their own.
+    public func identifyAtOnce(_ credential: String?) -> Identification {
         guard let credential, !credential.isEmpty else {
-            return developmentMode ? .development : .anonymous
+            return .identified(developmentMode ? .development : .anonymous)
         }
         if let apiKeyDigest, Self.constantTimeEqual(Array(SHA256.hash(data: Data(credential.utf8))), apiKeyDigest) {
-            return .apiKey
+            return .identified(.apiKey)
         }
-        return try await verify(token: credential)
+        return .token(credential)
+    }
+
+    /// The identity of a request or connection that presented `credential` (nil: none presented).
+    public func identify(_ credential: String?) async throws(ProtocolError) -> Identity {
+        switch identifyAtOnce(credential) {
+        case .identified(let identity): identity
+        case .token(let token): try await verify(token: token)
+        }
     }
 
     /// Verifies a JWT (for `auth`, `refresh` and handshakes).

@@ -10,22 +10,41 @@ struct HandshakeGate: Sendable {
 
     /// The identity to run the connection with, or the refusal: 403, 429 or 401.
     func admit(_ request: HandshakeRequest, ip: String) async throws(ProtocolError) -> Identity {
+        try check(request, ip: ip)
+        return try await authenticator.identify(request.credential)
+    }
+
+    /// The origin, then the per-IP handshake rate.
+    private func check(_ request: HandshakeRequest, ip: String) throws(ProtocolError) {
         guard origins.allows(origin: request.origin, host: request.host) else {
             throw ProtocolError.forbidden("origin \(request.origin ?? "") is not allowed to connect")
         }
         if let refusal = limiter.admitHandshake(ip: ip) { throw refusal }
-        return try await authenticator.identify(request.credential)
     }
 
     /// A WebSocket upgrade: `/v1/ws`, or Engine.IO at `/socket.io/` (whose credentials come
     /// with its CONNECT, and whose upgrade of a polling session was counted when it opened).
-    func admitWebSocket(_ request: HandshakeRequest, ip: String) async -> Result<Admission, HandshakeRefusal> {
+    /// Decided at once unless a token needs verifying.
+    func admitWebSocket(_ request: HandshakeRequest, ip: String) -> AdmissionCheck {
         switch request.path {
         case "/v1/ws":
             do {
-                return .success(Admission(kind: .switchboard(try await admit(request, ip: ip)), ip: ip))
+                try check(request, ip: ip)
             } catch {
-                return .failure(.problem(error, path: request.path))
+                return .decided(.failure(.problem(error, path: request.path)))
+            }
+            switch authenticator.identifyAtOnce(request.credential) {
+            case .identified(let identity):
+                return .decided(.success(Admission(kind: .switchboard(identity), ip: ip)))
+            case .token(let token):
+                let authenticator = self.authenticator
+                return .pending {
+                    do throws(ProtocolError) {
+                        return .success(Admission(kind: .switchboard(try await authenticator.verify(token: token)), ip: ip))
+                    } catch {
+                        return .failure(.problem(error, path: request.path))
+                    }
+                }
             }
         case "/socket.io/", "/socket.io":
             do {
@@ -34,17 +53,31 @@ struct HandshakeGate: Sendable {
                     isUpgrade: true, isGet: true
                 )
                 guard origins.allows(origin: request.origin, host: request.host) else {
-                    return .failure(.engineIO(.forbidden("origin \(request.origin ?? "") is not allowed to connect")))
+                    return .decided(.failure(.engineIO(.forbidden("origin \(request.origin ?? "") is not allowed to connect"))))
                 }
                 if handshake.sid == nil, let refusal = limiter.admitHandshake(ip: ip) {
-                    return .failure(.engineIO(.forbidden(refusal.message, status: 429)))
+                    return .decided(.failure(.engineIO(.forbidden(refusal.message, status: 429))))
                 }
-                return .success(Admission(kind: .socketIO(handshake), ip: ip))
+                return .decided(.success(Admission(kind: .socketIO(handshake), ip: ip)))
             } catch {
-                return .failure(.engineIO(error))
+                return .decided(.failure(.engineIO(error)))
             }
         default:
-            return .failure(.problem(.notFound("no WebSocket endpoint at \(request.path); use /v1/ws or /socket.io/"), path: request.path))
+            return .decided(.failure(.problem(.notFound("no WebSocket endpoint at \(request.path); use /v1/ws or /socket.io/"), path: request.path)))
+        }
+    }
+}
+
+/// A handshake's verdict: known at once, or after a token is verified.
+enum AdmissionCheck: Sendable {
+    case decided(Result<Admission, HandshakeRefusal>)
+    case pending(@Sendable () async -> Result<Admission, HandshakeRefusal>)
+
+    /// The same check with `then` applied to its verdict.
+    func map(_ then: @escaping @Sendable (Result<Admission, HandshakeRefusal>) -> Result<Admission, HandshakeRefusal>) -> AdmissionCheck {
+        switch self {
+        case .decided(let verdict): .decided(then(verdict))
+        case .pending(let verdict): .pending { then(await verdict()) }
         }
     }
 }

@@ -32,8 +32,7 @@ final class SessionEnvironment: Sendable {
         self.authenticator = authenticator
         self.logger = logger
         self.registry = registry
-        let flushInterval = TimeAmount.milliseconds(Int64(configuration.flushIntervalMilliseconds))
-        self.outboxes = PerEventLoop { LoopOutbox(eventLoop: $0, interval: flushInterval) }
+        self.outboxes = PerEventLoop { LoopOutbox(eventLoop: $0) }
         let heartbeat = TimeAmount.seconds(Int64(configuration.heartbeatSeconds))
         self.heartbeats = PerEventLoop { LoopHeartbeat(eventLoop: $0, interval: heartbeat) }
         let limits = configuration.limits
@@ -45,6 +44,14 @@ final class SessionEnvironment: Sendable {
         self.commandBurst = limits.commandBurst
         self.subscriptions = limits.subscriptions
         self.namespaces = configuration.namespaces
+    }
+
+    /// The frame handler of an upgraded WebSocket, not yet in its pipeline (its receiver is
+    /// attached first): the channel's write-buffer water marks set from the queue limit, so
+    /// that it turns unwritable at half of it and writable again at a quarter.
+    func makeHandler(for channel: any Channel, deflate: Bool) throws -> WebSocketHandler {
+        try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: queueBytes / 4, high: queueBytes / 2))
+        return WebSocketHandler(settings: self, heartbeat: heartbeats(channel.eventLoop), deflate: deflate)
     }
 
     /// A new client session for a connection of `transport`.

@@ -67,6 +67,11 @@ final class EngineIOSession: DrainableConnection {
         clientBox.withLock { $0 = client }
     }
 
+    /// The WebSocket, once it is the transport.
+    var webSocket: EngineIOWebSocket? {
+        state.withLock { if case .webSocket(let socket) = $0.transport { socket } else { nil } }
+    }
+
     var isPolling: Bool {
         state.withLock { if case .polling = $0.transport { true } else { false } }
     }

@@ -6,7 +6,9 @@ import SwitchboardCore
 /// takes over from long-polling. Frames go out through the event loop's outbox like every
 /// WebSocket's; the heartbeat pings with Engine.IO's `2`.
 final class EngineIOWebSocket: WebSocketReceiver, Sendable {
-    private let connection: NIOLoopBound<WebSocketHandler>
+    private let connection: WebSocketHandler.Ref
+    /// permessage-deflate was negotiated: large events go compressed.
+    private let deflate: Bool
     private let outbox: LoopOutbox
     private let channel: any Channel
     /// Set once, when the session is made or found.
@@ -14,21 +16,19 @@ final class EngineIOWebSocket: WebSocketReceiver, Sendable {
 
     static let enginePing = PushFrame(json: EngineIOPacket.ping("").text).wire
 
-    private init(channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, outbox: LoopOutbox) {
+    private init(channel: any Channel, connection: WebSocketHandler.Ref, outbox: LoopOutbox) {
         self.channel = channel
         self.connection = connection
+        self.deflate = connection.handler.deflate
         self.outbox = outbox
     }
 
     /// Sets up an upgraded channel (on its event loop) for `/socket.io/`: a new session, or a
     /// probe for the polling session `sid`.
-    static func accept(channel: any Channel, server: SocketIOServer, handshake: SocketIOHandshake) throws {
+    static func accept(channel: any Channel, server: SocketIOServer, handshake: SocketIOHandshake, deflate: Bool) throws {
         let environment = server.environment
-        let raw = try RawFrameWriter.install(in: channel)
-        let handler = WebSocketHandler(settings: environment, raw: raw, heartbeat: environment.heartbeats(channel.eventLoop))
-        let socket = EngineIOWebSocket(
-            channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop), outbox: environment.outboxes(channel.eventLoop)
-        )
+        let handler = try environment.makeHandler(for: channel, deflate: deflate)
+        let socket = EngineIOWebSocket(channel: channel, connection: handler.ref, outbox: environment.outboxes(channel.eventLoop))
         handler.attach(socket)
         try channel.pipeline.syncOperations.addHandler(handler)
         if let sid = handshake.sid {
@@ -48,15 +48,28 @@ final class EngineIOWebSocket: WebSocketReceiver, Sendable {
     private var session: EngineIOSession? { sessionBox.withLock { $0 } }
 
     func send(text: String) {
-        outbox.add(.frame(PushFrame(json: text).wire), for: connection)
+        outbox.add(PushFrame(json: text).wire, for: connection)
     }
 
     func send(frame: ByteBuffer) {
-        outbox.add(.frame(frame), for: connection)
+        outbox.add(frame, for: connection)
+    }
+
+    /// A Socket.IO event shared by every subscriber of a delivery (compressed where
+    /// permessage-deflate was negotiated and it pays).
+    func deliver(_ event: ByteBuffer, frames: inout MessageFrames) {
+        if deflate {
+            let compressed = frames.encoded(.socketIOEventDeflated) { _ in Deflate.frame(compressing: WebSocketWire.payload(of: event)) ?? ByteBuffer() }
+            if compressed.readableBytes > 0 {
+                outbox.fanout(compressed, key: outbox.socketIODeflatedKey, frames: &frames, for: connection)
+                return
+            }
+        }
+        outbox.fanout(event, key: outbox.socketIOKey, frames: &frames, for: connection)
     }
 
     func close(_ reason: CloseReason) {
-        outbox.add(.close(reason), for: connection)
+        outbox.close(connection, reason)
     }
 
     func hangUp() {
@@ -64,7 +77,7 @@ final class EngineIOWebSocket: WebSocketReceiver, Sendable {
     }
 
     func waitForRoom() async {
-        await outbox.waitForRoom(connection, channel: channel)
+        await outbox.waitForRoom(connection)
     }
 
     // MARK: WebSocketReceiver (on the event loop)

@@ -295,6 +295,10 @@ final class SocketIOClient: SessionOutput {
     func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
         guard recovery else {
             let frame = frames.encoded(.socketIOEvent) { PushFrame(json: Self.eventPacket($0)).wire }
+            if let webSocket = engine.webSocket {
+                webSocket.deliver(frame, frames: &frames)
+                return
+            }
             let packet = frames.encoded(.socketIOPacket) { ByteBuffer(string: Self.eventPacket($0)) }
             engine.send(String(buffer: packet), webSocketFrame: frame)
             return

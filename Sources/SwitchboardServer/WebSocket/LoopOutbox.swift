@@ -4,85 +4,137 @@ import SwitchboardCore
 
 /// Frames on their way to the WebSocket connections of one event loop.
 ///
-/// Any thread may add to it. The first addition after a drain schedules one drain on the
-/// loop, which writes every frame without a flush and then flushes each connection it
-/// touched once. So a publish to a thousand subscribers costs one hop per event loop, not a
-/// task wake-up per connection, and a busy connection gets one flush per batch.
-///
-/// After a large drain (a fan-out to hundreds of connections), the next one waits until
-/// `interval` has passed: under a stream of such publishes, frames gather and each
-/// connection gets them with one system call, which is what the CPU goes on at high fan-out
-/// (TCP sends, not our code). Small drains, and a quiet loop, go at once.
+/// Any thread may add to it; the first addition after a drain schedules one drain on the
+/// loop. A publish to many subscribers is one entry per loop (`Fanout`: the frame, built
+/// once, and the loop's connections that get it), not one per subscriber. A drain writes
+/// without flushing and flushes each connection it touched once; consecutive fan-outs to
+/// the same connections (one channel's messages) are joined into one buffer, made once and
+/// shared by all of them. So batching follows the load: a quiet loop writes each message at
+/// once, a busy one finds more waiting at each drain and writes them together. A connection
+/// whose socket does not take what it is given gathers it in NIO's buffer until the kernel
+/// takes it (writability), up to `queue_bytes` (then 4100).
 final class LoopOutbox: Sendable {
-    enum Item: Sendable {
-        /// A whole WebSocket frame (header included).
-        case frame(ByteBuffer)
-        /// Close for this reason after the frames before it.
-        case close(CloseReason)
+    private enum Entry {
+        case frame(ByteBuffer, WebSocketHandler.Ref)
+        case close(CloseReason, WebSocketHandler.Ref)
+        case fanout(ByteBuffer, [WebSocketHandler.Ref])
     }
+
+    /// One message's frame for the connections of this loop, gathered while the hub walks
+    /// the subscribers and added as one entry at the end of the delivery.
+    final class Fanout: DeliveryBatch, @unchecked Sendable {
+        private let outbox: LoopOutbox
+        private let frame: ByteBuffer
+        /// Only touched by the delivery that made it (under the hub's lock), then handed over.
+        private var connections: [WebSocketHandler.Ref] = []
+
+        init(outbox: LoopOutbox, frame: ByteBuffer) {
+            self.outbox = outbox
+            self.frame = frame
+        }
+
+        func add(_ connection: WebSocketHandler.Ref) {
+            connections.append(connection)
+        }
+
+        func commit() {
+            outbox.add(.fanout(frame, connections))
+        }
+    }
+
+    /// Keys of this loop's fan-outs in a delivery: one per encoding.
+    final class Key: Sendable {}
+    let webSocketKey = Key()
+    let deflatedKey = Key()
+    let socketIOKey = Key()
+    let socketIODeflatedKey = Key()
 
     private struct Pending {
-        var items: [(NIOLoopBound<WebSocketHandler>, Item)] = []
+        var entries: [Entry] = []
         var scheduled = false
-        var lastDrain = NIODeadline.uptimeNanoseconds(0)
-        var lastDrainSize = 0
     }
-
-    /// Frames in a drain from which the next drain waits for `interval`.
-    static let largeDrain = 256
 
     let eventLoop: any EventLoop
-    let interval: TimeAmount
     private let pending = Mutex(Pending())
 
-    init(eventLoop: any EventLoop, interval: TimeAmount) {
+    init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        self.interval = interval
     }
 
-    func add(_ item: Item, for connection: NIOLoopBound<WebSocketHandler>) {
+    /// One connection's own frame (a reply, an event of its own).
+    func add(_ frame: ByteBuffer, for connection: WebSocketHandler.Ref) {
+        add(.frame(frame, connection))
+    }
+
+    /// Closes `connection` after the frames added before.
+    func close(_ connection: WebSocketHandler.Ref, _ reason: CloseReason) {
+        add(.close(reason, connection))
+    }
+
+    /// `connection`'s share of a delivery: the frame, built once, goes to every connection
+    /// of this loop that took it under `key`, as one entry when the delivery commits.
+    func fanout(_ frame: ByteBuffer, key: Key, frames: inout MessageFrames, for connection: WebSocketHandler.Ref) {
+        frames.batch(key) { Fanout(outbox: self, frame: frame) }.add(connection)
+    }
+
+    private func add(_ entry: Entry) {
         let schedule = pending.withLock { p in
-            p.items.append((connection, item))
+            p.entries.append(entry)
             defer { p.scheduled = true }
             return !p.scheduled
         }
-        if schedule { eventLoop.execute { self.drainSoon() } }
+        if schedule { eventLoop.execute { self.drain() } }
     }
 
-    /// Waits until `connection` has room for a batch of catch-up (half its queue limit free).
-    func waitForRoom(_ connection: NIOLoopBound<WebSocketHandler>, channel: any Channel) async {
-        while channel.isActive {
-            let room = try? await eventLoop.submit { connection.value.hasRoom }.get()
-            if room ?? true { return }
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-    }
-
-    private func drainSoon() {
-        let (last, size) = pending.withLock { ($0.lastDrain, $0.lastDrainSize) }
-        let next = last + interval
-        if size < Self.largeDrain || next <= .now() {
-            drain()
-        } else {
-            eventLoop.scheduleTask(deadline: next) { self.drain() }
+    /// Waits until `connection` can take more (its socket writable again, or gone): the
+    /// pace of a catch-up from history.
+    func waitForRoom(_ connection: WebSocketHandler.Ref) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            eventLoop.execute { connection.handler.whenWritable { continuation.resume() } }
         }
     }
 
     private func drain() {
-        let items = pending.withLock { p in
+        let entries = pending.withLock { p in
             p.scheduled = false
-            p.lastDrain = .now()
-            p.lastDrainSize = p.items.count
-            let items = p.items
-            p.items = []
-            return items
+            defer { p.entries = [] }
+            return p.entries
         }
         var touched: [WebSocketHandler] = []
-        for (connection, item) in items {
-            let handler = connection.value
-            if handler.write(item) { touched.append(handler) }
+        var index = 0
+        while index < entries.count {
+            switch entries[index] {
+            case .frame(let frame, let connection):
+                if connection.handler.write(frame) { touched.append(connection.handler) }
+                index += 1
+            case .close(let reason, let connection):
+                connection.handler.close(reason)
+                index += 1
+            case .fanout(let frame, let connections):
+                // The same connections' next fan-outs (a channel's next messages) go with it.
+                var end = index + 1
+                var joined: ByteBuffer?
+                while end < entries.count, case .fanout(let next, let others) = entries[end], Self.same(others, connections) {
+                    if joined == nil {
+                        joined = ByteBuffer()
+                        joined!.reserveCapacity(frame.readableBytes * 4)
+                        joined!.writeImmutableBuffer(frame)
+                    }
+                    joined!.writeImmutableBuffer(next)
+                    end += 1
+                }
+                let shared = joined ?? frame
+                for connection in connections where connection.handler.write(shared) { touched.append(connection.handler) }
+                index = end
+            }
         }
-        for handler in touched { handler.flushBatch() }
+        for handler in touched { handler.flush() }
+    }
+
+    private static func same(_ a: [WebSocketHandler.Ref], _ b: [WebSocketHandler.Ref]) -> Bool {
+        guard a.count == b.count else { return false }
+        for i in a.indices where a[i].handler !== b[i].handler { return false }
+        return true
     }
 }
 

@@ -6,7 +6,6 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
-import NIOWebSocket
 import SwitchboardCore
 
 /// A WebSocket handshake as its checks see it, read from the raw HTTP/1 request head.
@@ -34,6 +33,8 @@ struct Admission: Sendable {
 
     var kind: Kind
     var ip: String
+    /// permessage-deflate was negotiated (set by the upgrader).
+    var deflate = false
 }
 
 /// Why a handshake was refused, answered in the form its protocol's clients read.
@@ -73,23 +74,23 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let idleTimeout: Duration
-    /// Largest frame accepted (1009 above it).
-    let maxMessageBytes: Int
+    /// Offer permessage-deflate to clients that ask for it.
+    let compression: Bool
     /// Runs the handshake's checks.
-    let admit: @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, HandshakeRefusal>
+    let admit: @Sendable (HandshakeRequest, SocketAddress?) -> AdmissionCheck
     /// Sets up an accepted connection on its upgraded channel (on the channel's event loop).
     let accept: @Sendable (any Channel, Admission) throws -> Void
 
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         idleTimeout: Duration,
-        maxMessageBytes: Int,
-        admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) async -> Result<Admission, HandshakeRefusal>,
+        compression: Bool,
+        admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) -> AdmissionCheck,
         accept: @escaping @Sendable (any Channel, Admission) throws -> Void
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.idleTimeout = idleTimeout
-        self.maxMessageBytes = maxMessageBytes
+        self.compression = compression
         self.admit = admit
         self.accept = accept
     }
@@ -100,31 +101,7 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             // an idle connection does not hold kilobytes of them (they grow with the traffic).
             try channel.syncOptions?.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             let verdict = NIOLoopBoundBox<Result<Admission, HandshakeRefusal>?>(nil, eventLoop: channel.eventLoop)
-            let admit = self.admit
-            let accept = self.accept
-            let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
-                maxFrameSize: maxMessageBytes,
-                // Protocol errors are answered by `WebSocketHandler`, which writes whole frames.
-                enableAutomaticErrorHandling: false,
-                shouldUpgrade: { channel, head in
-                    let request = Self.handshakeRequest(head)
-                    let remote = channel.remoteAddress
-                    let promise = channel.eventLoop.makePromise(of: Result<Admission, HandshakeRefusal>.self)
-                    promise.completeWithTask { await admit(request, remote) }
-                    return promise.futureResult.hop(to: channel.eventLoop).map { result -> HTTPHeaders? in
-                        verdict.value = result
-                        if case .success = result { return HTTPHeaders() }
-                        return nil
-                    }
-                },
-                upgradePipelineHandler: { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard case .success(let admission) = verdict.value else { throw CloseConnection() }
-                        try accept(channel, admission)
-                        return .webSocket
-                    }
-                }
-            )
+            let upgrader = WebSocketUpgrader(compression: compression, verdict: verdict, admit: admit, accept: accept)
             let idleTimeout = self.idleTimeout
             let upgrades = NIOTypedHTTPServerUpgradeConfiguration<Negotiated>(
                 upgraders: [upgrader],

@@ -13,7 +13,9 @@ import SwitchboardCore
 final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConnection {
     private let environment: SessionEnvironment
     private let channel: any Channel
-    private let connection: NIOLoopBound<WebSocketHandler>
+    private let connection: WebSocketHandler.Ref
+    /// permessage-deflate was negotiated: large messages go compressed.
+    private let deflate: Bool
     private let outbox: LoopOutbox
     /// Set once in `accept`, before any frame is read.
     private let sessionBox = Mutex<ClientSession?>(nil)
@@ -25,21 +27,19 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     /// The close code and reason the server sent, for the disconnect log line.
     private let closedWith = Mutex<CloseReason?>(nil)
 
-    private init(channel: any Channel, connection: NIOLoopBound<WebSocketHandler>, environment: SessionEnvironment) {
+    private init(channel: any Channel, connection: WebSocketHandler.Ref, environment: SessionEnvironment) {
         self.channel = channel
         self.connection = connection
+        self.deflate = connection.handler.deflate
         self.environment = environment
         self.outbox = environment.outboxes(channel.eventLoop)
     }
 
     /// Sets up an upgraded channel (on its event loop): the frame handler, the session, and
     /// the welcome frame.
-    static func accept(channel: any Channel, environment: SessionEnvironment, identity: Identity) throws {
-        let raw = try RawFrameWriter.install(in: channel)
-        let handler = WebSocketHandler(settings: environment, raw: raw, heartbeat: environment.heartbeats(channel.eventLoop))
-        let connection = WebSocketConnection(
-            channel: channel, connection: NIOLoopBound(handler, eventLoop: channel.eventLoop), environment: environment
-        )
+    static func accept(channel: any Channel, environment: SessionEnvironment, identity: Identity, deflate: Bool) throws {
+        let handler = try environment.makeHandler(for: channel, deflate: deflate)
+        let connection = WebSocketConnection(channel: channel, connection: handler.ref, environment: environment)
         let session = environment.makeSession(transport: "websocket", identity: identity, output: connection)
         connection.sessionBox.withLock { $0 = session }
         handler.attach(connection)
@@ -51,7 +51,15 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     // MARK: SessionOutput
 
     func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
-        outbox.add(.frame(frames.webSocket().wire), for: connection)
+        let plain = frames.webSocket()
+        if deflate {
+            let compressed = frames.encoded(.deflated) { _ in Deflate.frame(compressing: plain.json) ?? ByteBuffer() }
+            if compressed.readableBytes > 0 {
+                outbox.fanout(compressed, key: outbox.deflatedKey, frames: &frames, for: connection)
+                return
+            }
+        }
+        outbox.fanout(plain.wire, key: outbox.webSocketKey, frames: &frames, for: connection)
     }
 
     func presence(_ change: PresenceChange) {
@@ -59,21 +67,21 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     }
 
     func close(_ reason: CloseReason) {
-        outbox.add(.close(reason), for: connection)
+        outbox.close(connection, reason)
     }
 
     func waitForRoom() async {
-        await outbox.waitForRoom(connection, channel: channel)
+        await outbox.waitForRoom(connection)
     }
 
     func expires(atMillis millis: Int64?) {
         let connection = self.connection
-        outbox.eventLoop.execute { connection.value.expire(atMillis: millis) }
+        outbox.eventLoop.execute { connection.handler.expire(atMillis: millis) }
     }
 
     /// A frame of ours (a reply, an error, a welcome): framed as it is encoded, no second copy.
     private func send(_ text: String) {
-        outbox.add(.frame(PushFrame(json: text).wire), for: connection)
+        outbox.add(PushFrame(json: text).wire, for: connection)
     }
 
     // MARK: Lifecycle

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOWebSocket
 import SwitchboardCore
 
 /// A message read from a WebSocket: the frames of one message, joined.
@@ -26,44 +25,63 @@ extension WebSocketReceiver {
     var heartbeatPing: ByteBuffer { WebSocketHandler.ping }
 }
 
-/// The event-loop side of one WebSocket connection, after the upgrade.
+/// One WebSocket connection after the upgrade, on its event loop: the only handler in its
+/// pipeline (after TLS), reading and writing frames itself (RFC 6455).
 ///
-/// Inbound, it answers pings, notes pongs, answers a close, joins fragments, enforces the
-/// size limit and UTF-8 (RFC 6455) and the command rate limit, and hands whole messages to
-/// the session. Outbound, it writes whole frames (built elsewhere, header included) as its
-/// loop's outbox hands them over, and closes a connection that falls more than the queue
-/// limit behind (4100). Its loop's heartbeat pings it and closes it when a pong is missed (1001).
-/// No task and no stream per connection: all of this is state on the event loop.
+/// Inbound, it parses frames (`WebSocketFrameHeader`), unmasks them, joins fragments,
+/// inflates compressed messages (permessage-deflate), enforces the size limit (1009), the
+/// protocol's rules (1002) and UTF-8 (1007), answers pings and closes, and applies the
+/// command rate limit before handing whole messages to its receiver. Outbound, it writes
+/// whole frames built elsewhere (a message's frame is built once and shared by every
+/// subscriber) as its loop's outbox hands them over, and closes a connection whose unwritten
+/// bytes pass the queue limit (4100). Backpressure comes from the channel's writability
+/// (its write-buffer water marks), never from polling. Its loop's heartbeat pings it and
+/// drops it when a ping goes unanswered (1001). No task and no stream per connection.
 final class WebSocketHandler: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// A reference to a handler that crosses threads but is only used on the handler's
+    /// event loop (by its loop's outbox and heartbeat): 8 bytes, unlike `NIOLoopBound`.
+    struct Ref: @unchecked Sendable {
+        let handler: WebSocketHandler
+    }
 
     private let settings: SessionEnvironment
-    private let raw: RawFrameWriter
+    private let heartbeat: LoopHeartbeat
+    /// permessage-deflate was negotiated: compressed messages may come and go.
+    let deflate: Bool
     private var session: (any WebSocketReceiver)?
     private var context: ChannelHandlerContext?
     /// A close frame was written: nothing else goes out.
     private var closeSent = false
-    /// Frames of this batch, not yet written: one buffer, so that a batch is one write
-    /// through the pipeline (a lone frame is kept as it is, shared, not copied).
-    private var batch: ByteBuffer?
-    private var batchIsShared = false
     /// Something was written since the last flush.
     private var unflushed = false
-    /// Bytes the channel holds unwritten, as of the first write of this batch plus the batch.
-    private var bufferedBytes = 0
-    private var partial: (opcode: WebSocketOpcode, data: ByteBuffer)?
+    /// The start of a frame whose rest has not arrived yet.
+    private var carry: ByteBuffer?
+    /// A fragmented message so far, unmasked.
+    private var partial: Partial?
     private var awaitingPong = false
-    private let heartbeat: LoopHeartbeat
     private var expiry: Scheduled<Void>?
     private var commands: TokenBucket
     private var refusedInARow = 0
+    /// Waiting for the channel to be writable again (catch-up pacing).
+    private var writableWaiters: [() -> Void] = []
 
-    init(settings: SessionEnvironment, raw: RawFrameWriter, heartbeat: LoopHeartbeat) {
+    private struct Partial {
+        var text: Bool
+        var compressed: Bool
+        var data: ByteBuffer
+    }
+
+    init(settings: SessionEnvironment, heartbeat: LoopHeartbeat, deflate: Bool) {
         self.settings = settings
-        self.raw = raw
         self.heartbeat = heartbeat
+        self.deflate = deflate
         self.commands = TokenBucket(rate: settings.commandsPerSecond, burst: settings.commandBurst)
     }
+
+    var ref: Ref { Ref(handler: self) }
 
     /// Set once, before the handler is added.
     func attach(_ session: any WebSocketReceiver) {
@@ -79,70 +97,61 @@ final class WebSocketHandler: ChannelInboundHandler {
         heartbeat.leave(self)
         expiry?.cancel()
         expiry = nil
+        runWritableWaiters()
         session?.connectionClosed()
         session = nil
         context.fireChannelInactive()
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
     // MARK: Outbound (on the loop, from the outbox)
 
-    /// Writes an outbox item without flushing; true if this is the batch's first write.
-    func write(_ item: LoopOutbox.Item) -> Bool {
+    /// Writes a whole frame without flushing; true if it is the first write since the last
+    /// flush (the outbox flushes each connection it wrote to once per drain). A connection
+    /// over its write-buffer high-water mark is checked against the queue limit (4100).
+    func write(_ frame: ByteBuffer) -> Bool {
         guard let context, !closeSent else { return false }
-        let first = !unflushed
-        switch item {
-        case .frame(let frame):
-            if first { bufferedBytes = Self.buffered(context.channel) }
-            if bufferedBytes > 0 && bufferedBytes + frame.readableBytes > settings.queueBytes {
+        if !context.channel.isWritable {
+            let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            if buffered + frame.readableBytes > settings.queueBytes {
                 close(.slowConsumer(queueBytes: settings.queueBytes))
                 return false
             }
-            bufferedBytes += frame.readableBytes
-            append(frame)
-        case .close(let reason):
-            close(reason)
-            return false
         }
-        unflushed = true
-        return first
+        context.write(wrapOutboundOut(frame), promise: nil)
+        defer { unflushed = true }
+        return !unflushed
     }
 
-    private func append(_ frame: ByteBuffer) {
-        guard var joined = batch else {
-            batch = frame
-            batchIsShared = true
+    func flush() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
+
+    /// Calls `callback` once the connection can take more: at once if it is writable (or
+    /// gone), else when the kernel has taken enough that it falls below the low-water mark.
+    func whenWritable(_ callback: @escaping () -> Void) {
+        guard let context, !closeSent, context.channel.isActive, !context.channel.isWritable else {
+            callback()
             return
         }
-        batch = nil
-        if batchIsShared || joined.capacity - joined.writerIndex < frame.readableBytes {
-            var grown = ByteBuffer()
-            grown.reserveCapacity(4 * (joined.readableBytes + frame.readableBytes))
-            grown.writeImmutableBuffer(joined)
-            joined = grown
-        }
-        joined.writeImmutableBuffer(frame)
-        batch = joined
-        batchIsShared = false
+        writableWaiters.append(callback)
     }
 
-    /// Hands the batch to the pipeline, unflushed.
-    private func writeBatch() {
-        guard let frames = batch else { return }
-        batch = nil
-        raw.context?.write(NIOAny(frames), promise: nil)
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { runWritableWaiters() }
+        context.fireChannelWritabilityChanged()
     }
 
-    func flushBatch() {
-        guard unflushed else { return }
-        unflushed = false
-        writeBatch()
-        raw.context?.flush()
-    }
-
-    /// Whether the connection has room for a batch of catch-up (at most half the limit waiting).
-    var hasRoom: Bool {
-        guard let context, !closeSent, context.channel.isActive else { return true }
-        return Self.buffered(context.channel) <= settings.queueBytes / 2
+    private func runWritableWaiters() {
+        guard !writableWaiters.isEmpty else { return }
+        let waiters = writableWaiters
+        writableWaiters = []
+        for waiter in waiters { waiter() }
     }
 
     /// Sends a close frame after what is written, once. With `hangUp` the connection drops
@@ -156,17 +165,17 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
         closeSent = true
         unflushed = false
-        writeBatch()
         if !echo { session?.closing(reason) }
+        runWritableWaiters()
         let channel = context.channel
-        let written = send(WebSocketWire.closeFrame(code: reason.code, reason: reason.reason))
+        let written = context.writeAndFlush(wrapOutboundOut(WebSocketWire.closeFrame(code: reason.code, reason: reason.reason)))
         if hangUp {
-            written?.whenComplete { _ in channel.close(promise: nil) }
+            written.whenComplete { _ in channel.close(promise: nil) }
         } else {
             // The wait for the peer's answer starts once the frame is out: a slow reader gets
             // what was queued before it. One that stops reading is dropped by the heartbeat.
             let timeout = settings.closeTimeout
-            written?.whenSuccess { channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) } }
+            written.whenSuccess { channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) } }
         }
     }
 
@@ -175,9 +184,9 @@ final class WebSocketHandler: ChannelInboundHandler {
         expiry?.cancel()
         expiry = nil
         guard let millis, let context else { return }
-        let this = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let this = Ref(handler: self)
         expiry = context.eventLoop.scheduleTask(in: .milliseconds(max(0, millis - Timestamp.nowMilliseconds()))) {
-            this.value.close(.tokenExpired)
+            this.handler.close(.tokenExpired)
         }
     }
 
@@ -195,80 +204,124 @@ final class WebSocketHandler: ChannelInboundHandler {
     static let ping = WebSocketWire.frame(opcode: WebSocketWire.ping, payload: ByteBuffer(string: "sb"))
 
     /// Writes and flushes a control frame at once.
-    @discardableResult
-    private func send(_ frame: ByteBuffer) -> EventLoopFuture<Void>? {
-        guard let raw = raw.context else { return nil }
-        return raw.writeAndFlush(NIOAny(frame))
-    }
-
-    private static func buffered(_ channel: any Channel) -> Int {
-        (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    private func send(_ frame: ByteBuffer) {
+        guard let context else { return }
+        unflushed = false
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
     }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        // Any frame is a sign of life, not only a pong.
+        var input = unwrapInboundIn(data)
+        // Any bytes are a sign of life, not only a pong.
         awaitingPong = false
-        do {
-            if let message = try read(frame, context: context) { received(message) }
-        } catch let error as ProtocolViolation {
-            close(error.reason, hangUp: true)
-        } catch {
-            context.close(promise: nil)
+        if var held = carry {
+            carry = nil
+            held.writeBuffer(&input)
+            input = held
         }
-    }
-
-    /// A protocol error found while reading: the connection closes with its code (RFC 6455).
-    struct ProtocolViolation: Error {
-        let reason: CloseReason
-    }
-
-    /// Handles one frame; a whole message when it completes one.
-    private func read(_ frame: WebSocketFrame, context: ChannelHandlerContext) throws -> InboundMessage? {
-        guard frame.reservedBits.isEmpty else { throw ProtocolViolation(reason: .protocolError("reserved bits set")) }
-        switch frame.opcode {
-        case .ping:
-            guard frame.fin, frame.length <= 125 else { throw ProtocolViolation(reason: .protocolError("bad ping")) }
-            if !closeSent {
-                send(WebSocketWire.frame(opcode: WebSocketWire.pong, payload: frame.unmaskedData))
+        do {
+            while let (header, payload) = try nextFrame(&input) {
+                try read(header, payload)
             }
+        } catch {
+            close(CloseReason(code: error.code, reason: error.description, reconnect: .no), hangUp: true)
+            return
+        }
+        if input.readableBytes > 0 { keep(input) }
+    }
+
+    /// The next whole frame in `input` (its payload still masked), or nil when more bytes are needed.
+    private func nextFrame(_ input: inout ByteBuffer) throws(WebSocketFrameHeader.Violation) -> (WebSocketFrameHeader, ByteBuffer)? {
+        let maxPayload = settings.maxMessageBytes
+        let deflate = self.deflate
+        let parsed = try input.withUnsafeReadableBytes { bytes throws(WebSocketFrameHeader.Violation) in
+            try WebSocketFrameHeader.parse(bytes, maxPayload: maxPayload, compressionNegotiated: deflate)
+        }
+        guard case .frame(let header) = parsed, input.readableBytes >= header.headerLength + header.payloadLength else { return nil }
+        input.moveReaderIndex(forwardBy: header.headerLength)
+        return (header, input.readSlice(length: header.payloadLength)!)
+    }
+
+    /// Keeps the start of a frame until the rest arrives: in a buffer of its own, sized for
+    /// the whole frame once its header is known, so that the read buffer is not held.
+    private func keep(_ input: ByteBuffer) {
+        var needed = input.readableBytes
+        if case .frame(let header)? = try? input.withUnsafeReadableBytes({ bytes throws(WebSocketFrameHeader.Violation) in
+            try WebSocketFrameHeader.parse(bytes, maxPayload: settings.maxMessageBytes, compressionNegotiated: deflate)
+        }) {
+            needed = header.headerLength + header.payloadLength
+        }
+        var held = ByteBuffer()
+        held.reserveCapacity(max(needed, 16))
+        held.writeImmutableBuffer(input)
+        carry = held
+    }
+
+    /// Handles one frame.
+    private func read(_ header: WebSocketFrameHeader, _ payload: ByteBuffer) throws(WebSocketFrameHeader.Violation) {
+        switch header.opcode {
+        case .ping:
+            if !closeSent { send(WebSocketWire.frame(opcode: WebSocketWire.pong, payload: Self.unmasked(payload, header))) }
         case .pong:
             break
-        case .connectionClose:
-            // Echo the peer's code (RFC 6455 section 5.5.1) unless we closed first, then hang up.
-            var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self) ?? 1000
-            let echoed = code == 1005 || code == 1006 ? 1000 : code
-            close(CloseReason(code: echoed, reason: "", reconnect: CloseReason.reconnect(forCode: echoed)), hangUp: true, echo: true)
-        case .text, .binary:
-            guard partial == nil else { throw ProtocolViolation(reason: .protocolError("a new message inside a fragmented one")) }
-            if frame.fin { return try Self.message(frame.opcode, frame.unmaskedData) }
-            partial = (frame.opcode, frame.unmaskedData)
-        case .continuation:
-            guard let (opcode, started) = partial else { throw ProtocolViolation(reason: .protocolError("continuation without a message")) }
-            var data = started
-            var more = frame.unmaskedData
-            guard data.readableBytes + more.readableBytes <= settings.maxMessageBytes else {
-                throw ProtocolViolation(reason: .tooBig("message over \(settings.maxMessageBytes) bytes"))
+        case .close:
+            // Echo the peer's code (RFC 6455 section 5.5.1) unless we closed first, then hang
+            // up; a malformed close payload is answered 1002 or 1007 (section 7.4).
+            let data = Self.unmasked(payload, header)
+            let parsed = try data.withUnsafeReadableBytes { bytes throws(WebSocketFrameHeader.Violation) in
+                try WebSocketFrameHeader.closePayload(bytes)
             }
-            data.writeBuffer(&more)
+            let code = parsed?.code ?? 1000
+            close(CloseReason(code: code, reason: "", reconnect: CloseReason.reconnect(forCode: code)), hangUp: true, echo: true)
+        case .text, .binary:
+            guard partial == nil else { throw .init(code: 1002, description: "a new message inside a fragmented one") }
+            let message = Partial(text: header.opcode == .text, compressed: header.compressed, data: Self.unmasked(payload, header))
+            if header.fin { try complete(message) } else { partial = message }
+        case .continuation:
+            guard var message = partial else { throw .init(code: 1002, description: "a continuation frame without a message") }
             partial = nil
-            if frame.fin { return try Self.message(opcode, data) }
-            partial = (opcode, data)
-        default:
-            throw ProtocolViolation(reason: .protocolError("unknown opcode"))
+            guard message.data.readableBytes + payload.readableBytes <= settings.maxMessageBytes else {
+                throw .init(code: 1009, description: "message over \(settings.maxMessageBytes) bytes")
+            }
+            let start = message.data.readableBytes
+            message.data.writeImmutableBuffer(payload)
+            message.data.withUnsafeMutableReadableBytes { header.unmask(UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+            if header.fin { try complete(message) } else { partial = message }
         }
-        return nil
     }
 
-    private static func message(_ opcode: WebSocketOpcode, _ data: ByteBuffer) throws -> InboundMessage {
-        guard opcode == .text else { return .binary(data) }
-        guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
-            throw ProtocolViolation(reason: .invalidData("text frame is not UTF-8"))
+    /// The payload unmasked, in a buffer of its own.
+    private static func unmasked(_ payload: ByteBuffer, _ header: WebSocketFrameHeader) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(payload.readableBytes)
+        out.writeImmutableBuffer(payload)
+        out.withUnsafeMutableReadableBytes { header.unmask($0) }
+        return out
+    }
+
+    /// A whole message: inflated if compressed, checked for UTF-8 if text, then passed on.
+    private func complete(_ message: Partial) throws(WebSocketFrameHeader.Violation) {
+        guard !closeSent else { return }
+        var data = message.data
+        if message.compressed {
+            do {
+                data = try Deflate.inflate(data, limit: settings.maxMessageBytes)
+            } catch is Deflate.TooBig {
+                throw .init(code: 1009, description: "message over \(settings.maxMessageBytes) bytes once inflated")
+            } catch {
+                throw .init(code: 1007, description: "a compressed message that does not inflate")
+            }
         }
-        return .text(text)
+        guard message.text else {
+            received(.binary(data))
+            return
+        }
+        guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
+            throw .init(code: 1007, description: "text frame is not UTF-8")
+        }
+        received(.text(text))
     }
 
     /// Passes a message to the session, or refuses it over the command rate: a `rate_limited`
@@ -282,19 +335,5 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
         refusedInARow = 0
         session.received(message)
-    }
-
-    /// Decoder errors: a frame over the limit (1009) or a malformed one (1002).
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let error = error as? NIOWebSocketError else {
-            context.close(promise: nil)
-            return
-        }
-        switch error {
-        case .invalidFrameLength:
-            close(.tooBig("frame over \(settings.maxMessageBytes) bytes"), hangUp: true)
-        default:
-            close(.protocolError("malformed frame"), hangUp: true)
-        }
     }
 }

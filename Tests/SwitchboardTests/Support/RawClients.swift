@@ -2,10 +2,12 @@ import Foundation
 import SwitchboardCore
 
 /// A WebSocket client on a plain socket, for clients no library would be: one that stops
-/// reading (a slow consumer) or never answers pings (a dead peer).
+/// reading (a slow consumer), never answers pings (a dead peer), or breaks the protocol.
 final class RawWebSocket: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
+    /// The handshake's response head.
+    private(set) var responseHead = ""
 
     /// Connects and completes the handshake; `receiveBuffer` shrinks the socket's buffer.
     init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:], receiveBuffer: Int32? = nil) throws {
@@ -15,7 +17,70 @@ final class RawWebSocket: @unchecked Sendable {
         for (k, v) in headers { request += "\(k): \(v)\r\n" }
         writeAll(Array((request + "\r\n").utf8))
         let head = try readUntilHeaderEnd()
+        responseHead = head
         guard head.hasPrefix("HTTP/1.1 101") else { throw TestFailure("upgrade refused: \(head)") }
+    }
+
+    /// A response header's value (case-insensitive name).
+    func responseHeader(_ name: String) -> String? {
+        for line in responseHead.split(separator: "\r\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == name.lowercased() { return parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return nil
+    }
+
+    /// The bytes of one client frame: masked unless `masked` is false; `first` overrides the
+    /// first byte (FIN, RSV bits, opcode) as built from `fin`, `rsv1` and `opcode`.
+    static func frameBytes(opcode: UInt8, payload: [UInt8], fin: Bool = true, rsv1: Bool = false, masked: Bool = true, first: UInt8? = nil) -> [UInt8] {
+        var frame: [UInt8] = [first ?? ((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode)]
+        let maskBit: UInt8 = masked ? 0x80 : 0
+        if payload.count < 126 {
+            frame.append(maskBit | UInt8(payload.count))
+        } else if payload.count <= 0xFFFF {
+            frame.append(maskBit | 126)
+            frame += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        } else {
+            frame.append(maskBit | 127)
+            frame += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xFF) }
+        }
+        guard masked else { return frame + payload }
+        let mask: [UInt8] = [0x37, 0xFA, 0x21, 0x3D]
+        frame += mask
+        frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        return frame
+    }
+
+    /// Sends raw bytes: frames, parts of frames, anything.
+    func send(bytes: [UInt8]) {
+        writeAll(bytes)
+    }
+
+    func sendFrame(opcode: UInt8, payload: [UInt8], fin: Bool = true, rsv1: Bool = false, masked: Bool = true) {
+        writeAll(Self.frameBytes(opcode: opcode, payload: payload, fin: fin, rsv1: rsv1, masked: masked))
+    }
+
+    /// The next frame that is not a ping (the heartbeat's), or nil.
+    func readNonPing(timeout: Duration = .seconds(10)) -> Frame? {
+        while let frame = readFrame(timeout: timeout) {
+            if frame.opcode != 9 { return frame }
+        }
+        return nil
+    }
+
+    /// Whether the server closed the connection (end of stream) within `timeout`, reading
+    /// and dropping whatever comes before.
+    func closedByServer(timeout: Duration = .seconds(10)) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) >= 0 else { return true }
+            if poller.revents == 0 { continue }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n <= 0 { return true }
+        }
+        return false
     }
 
     deinit { Glibc.close(fd) }
@@ -40,6 +105,8 @@ final class RawWebSocket: @unchecked Sendable {
     struct Frame {
         var opcode: UInt8
         var payload: [UInt8]
+        /// RSV1: compressed (permessage-deflate).
+        var rsv1 = false
         var text: String { String(decoding: payload, as: UTF8.self) }
         var json: JSONValue? { try? JSONValue.parse(payload) }
         /// The close code of a close frame.
@@ -50,6 +117,7 @@ final class RawWebSocket: @unchecked Sendable {
     func readFrame(timeout: Duration = .seconds(10)) -> Frame? {
         guard fill(2, timeout: timeout) else { return nil }
         let opcode = buffer[0] & 0x0F
+        let rsv1 = buffer[0] & 0x40 != 0
         var length = Int(buffer[1] & 0x7F)
         var header = 2
         if length == 126 {
@@ -64,7 +132,7 @@ final class RawWebSocket: @unchecked Sendable {
         guard fill(header + length, timeout: timeout) else { return nil }
         let payload = Array(buffer[header..<(header + length)])
         buffer.removeFirst(header + length)
-        return Frame(opcode: opcode, payload: payload)
+        return Frame(opcode: opcode, payload: payload, rsv1: rsv1)
     }
 
     private func fill(_ count: Int, timeout: Duration) -> Bool {
