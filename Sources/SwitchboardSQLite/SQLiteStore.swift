@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ServiceLifecycle
 import Synchronization
 import SwitchboardCore
 import SwitchboardStore
@@ -7,12 +8,19 @@ import SwitchboardStore
 /// The embedded store of a single node: one SQLite file in WAL mode through a GRDB
 /// `DatabasePool`.
 ///
-/// SQLite has one writer at a time, so offsets are assigned and the feed is called in
-/// commit order while the writer is still held: the feed sees each channel's messages in
-/// order, and never has a gap to fill.
-public final class SQLiteStore: Store {
+/// SQLite has one writer at a time, so offsets are assigned in commit order, and the feed
+/// is called in that order (by the one group-commit writer for publishes, while the writer
+/// is held for collection writes): the feed sees each channel's messages in order, and
+/// never has a gap to fill.
+public final class SQLiteStore: Store, BatchWriter {
     private let pool: DatabasePool
     private let feedBox = Mutex<(any StoreFeed)?>(nil)
+    /// The connection that copies the write-ahead log into the database (and fsyncs it).
+    private let checkpointer: DatabaseQueue
+    /// How often the log is checkpointed.
+    static let checkpointInterval = Duration.milliseconds(250)
+    /// Publishes that arrive while a batch is being written go together in the next one.
+    private let committer = GroupCommit()
     /// Epoch given to channels created in this database; it changes only with a new file.
     public let databaseEpoch: String
 
@@ -21,9 +29,13 @@ public final class SQLiteStore: Store {
         configuration.prepareDatabase { db in
             // WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last ones.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // No checkpoint by the writer: its fsyncs would stall the event loop that commits.
+            // `run` checkpoints from a connection of its own instead.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         configuration.busyMode = .timeout(10)
         pool = try DatabasePool(path: path, configuration: configuration)
+        checkpointer = try DatabaseQueue(path: path, configuration: configuration)
         try Self.migrator.migrate(pool)
         databaseEpoch = try pool.read { db in
             try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'epoch'")!
@@ -81,8 +93,18 @@ public final class SQLiteStore: Store {
         feedBox.withLock { $0 = feed }
     }
 
-    /// SQLite needs nothing in the background.
-    public func run() async throws {}
+    /// Checkpoints the write-ahead log in the background until cancelled or a graceful
+    /// shutdown: passive checkpoints, which never block the writer or readers, on a thread
+    /// of GRDB's, so that the fsyncs they make never stall a commit.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.checkpointInterval)
+                _ = try? await self.checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            }
+        }
+        _ = try? await checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+    }
 
     // MARK: Channels
 
@@ -92,61 +114,83 @@ public final class SQLiteStore: Store {
         idempotencyKey: String?,
         history: HistoryPolicy
     ) async throws -> PublishResult {
+        try await committer.publish(GroupCommit.Request(channel: channel, data: data, key: idempotencyKey, history: history), to: self)
+    }
+
+    /// Writes a batch of publishes in one transaction (one commit), each in a savepoint of
+    /// its own so that one that fails takes no other with it. Runs on the calling thread:
+    /// GRDB's synchronous write takes SQLite's writer there, so a publish crosses no thread.
+    func write(_ requests: [GroupCommit.Request]) -> (results: [Result<PublishResult, any Error>], committed: [ChannelMessage]) {
         let epoch = databaseEpoch
-        let feed = feedBox.withLock { $0 }
-        return try await pool.writeWithoutTransaction { db in
-            var message: ChannelMessage?
-            var earlier: Position?
-            try db.inTransaction {
-                let now = Timestamp.nowMilliseconds()
-                if let key = idempotencyKey {
-                    if let row = try Row.fetchOne(
-                        db,
-                        sql: "SELECT epoch, pos FROM idempotency WHERE channel = ? AND key = ? AND created_at > ?",
-                        arguments: [channel, key, now - Idempotency.windowMillis]
-                    ) {
-                        earlier = Position(epoch: row["epoch"], offset: row["pos"])
-                        return .commit
+        do {
+            return try pool.writeWithoutTransaction { db in
+                var results: [Result<PublishResult, any Error>] = []
+                var committed: [ChannelMessage] = []
+                results.reserveCapacity(requests.count)
+                try db.inTransaction {
+                    let now = Timestamp.nowMilliseconds()
+                    for request in requests {
+                        do {
+                            var result: PublishResult?
+                            try db.inSavepoint {
+                                result = try Self.publish(db, request, now: now, newEpoch: epoch, committed: &committed)
+                                return .commit
+                            }
+                            results.append(.success(result!))
+                        } catch {
+                            results.append(.failure(error))
+                        }
                     }
+                    return .commit
                 }
-                let appended = try Self.append(db, channel: channel, data: data, history: history, newEpoch: epoch)
-                if let key = idempotencyKey {
-                    try db.execute(
-                        sql: "INSERT OR REPLACE INTO idempotency (channel, key, epoch, pos, created_at) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [channel, key, appended.epoch, appended.offset, now]
-                    )
-                }
-                message = appended
-                return .commit
+                return (results, committed)
             }
-            if let earlier { return PublishResult(position: earlier, duplicate: true) }
-            feed?.committed(message!)
-            return PublishResult(position: message!.position, duplicate: false)
+        } catch {
+            return (requests.map { _ in .failure(error) }, [])
         }
     }
 
+    func deliver(_ committed: [ChannelMessage]) {
+        guard let feed = feedBox.withLock({ $0 }) else { return }
+        for message in committed { feed.committed(message) }
+    }
+
+    /// One publish inside the batch's transaction: the earlier position for a repeated
+    /// idempotency key, else a new message.
+    private static func publish(
+        _ db: Database, _ request: GroupCommit.Request, now: Int64, newEpoch: String, committed: inout [ChannelMessage]
+    ) throws -> PublishResult {
+        if let key = request.key {
+            let earlier = try db.cachedStatement(sql: "SELECT epoch, pos FROM idempotency WHERE channel = ? AND key = ? AND created_at > ?")
+            if let row = try Row.fetchOne(earlier, arguments: [request.channel, key, now - Idempotency.windowMillis]) {
+                return PublishResult(position: Position(epoch: row["epoch"], offset: row["pos"]), duplicate: true)
+            }
+        }
+        let message = try append(db, channel: request.channel, data: request.data, history: request.history, newEpoch: newEpoch, now: now)
+        if let key = request.key {
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO idempotency (channel, key, epoch, pos, created_at) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [request.channel, key, message.epoch, message.offset, now])
+        }
+        committed.append(message)
+        return PublishResult(position: message.position, duplicate: false)
+    }
+
     /// Assigns the next offset and keeps the message as history; call inside a transaction.
-    private static func append(_ db: Database, channel: String, data: String, history: HistoryPolicy, newEpoch: String) throws -> ChannelMessage {
-        let row = try Row.fetchOne(
-            db,
-            sql: """
-                INSERT INTO channels (name, epoch, last_offset) VALUES (?, ?, 1)
-                ON CONFLICT (name) DO UPDATE SET last_offset = last_offset + 1
-                RETURNING epoch, last_offset
-                """,
-            arguments: [channel, newEpoch]
-        )!
+    private static func append(_ db: Database, channel: String, data: String, history: HistoryPolicy, newEpoch: String, now: Int64) throws -> ChannelMessage {
+        let next = try db.cachedStatement(sql: """
+            INSERT INTO channels (name, epoch, last_offset) VALUES (?, ?, 1)
+            ON CONFLICT (name) DO UPDATE SET last_offset = last_offset + 1
+            RETURNING epoch, last_offset
+            """)
+        let row = try Row.fetchOne(next, arguments: [channel, newEpoch])!
         let message = ChannelMessage(channel: channel, epoch: row["epoch"], offset: row["last_offset"], data: data)
         if history.size > 0 {
-            let now = Timestamp.nowMilliseconds()
             let expires: Int64? = history.ttlSeconds > 0 ? now + Int64(history.ttlSeconds) * 1000 : nil
-            try db.execute(
-                sql: "INSERT INTO messages (channel, pos, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [channel, message.offset, data, now, expires]
-            )
+            try db.cachedStatement(sql: "INSERT INTO messages (channel, pos, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [channel, message.offset, data, now, expires])
             let oldestKept = message.offset - Int64(history.size) + 1
             if oldestKept > 1 {
-                try db.execute(sql: "DELETE FROM messages WHERE channel = ? AND pos < ?", arguments: [channel, oldestKept])
+                try db.cachedStatement(sql: "DELETE FROM messages WHERE channel = ? AND pos < ?").execute(arguments: [channel, oldestKept])
             }
         }
         return message
@@ -310,7 +354,8 @@ public final class SQLiteStore: Store {
                 }
                 let eventData = RecordWriteResult.eventData(action: action, record: record).serialized
                 let event = try Self.append(
-                    db, channel: Names.collectionChannel(collection), data: eventData, history: history, newEpoch: epoch
+                    db, channel: Names.collectionChannel(collection), data: eventData, history: history, newEpoch: epoch,
+                    now: Timestamp.nowMilliseconds()
                 )
                 result = RecordWriteResult(record: record, action: action, event: event)
                 return .commit

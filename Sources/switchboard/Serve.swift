@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import Hummingbird
 import Logging
 import Metrics
@@ -75,6 +76,10 @@ struct Serve: AsyncParsableCommand {
             }
 
             let logger = try Self.makeLogger(format: logFormat ?? env("LOG_FORMAT") ?? "text", level: logLevel ?? env("LOG_LEVEL") ?? "info")
+            logger.info("threads", metadata: [
+                "event_loops": "\(NIOSingletons.groupLoopCountSuggestion)",
+                "tasks_on_event_loops": "\(Threads.concurrencyOnEventLoops)",
+            ])
             // One registry for our metrics and anything that reports through swift-metrics.
             let registry = PrometheusCollectorRegistry()
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

@@ -14,6 +14,7 @@ struct Switchboard: AsyncParsableCommand {
     static func main() async {
         do {
             var command = try parseAsRoot()
+            if command is Serve { Threads.configureForServing() }
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -117,6 +117,9 @@ public final class Node: Sendable {
     /// on whichever node. In presence namespaces, `member` is who the subscriber is;
     /// `wantsPresence` asks for join and leave pushes. `reply` (optional) is called with the
     /// position and whether `since` was recovered, before the missed messages go out.
+    // Not inlined: the Swift 6.3 optimizer crashes (signal 11, splitting the coroutine of
+    // `ClientSession.subscribe`) with this body inside its caller.
+    @inline(never)
     public func subscribe(
         _ subscriber: any Subscriber,
         channel: String,

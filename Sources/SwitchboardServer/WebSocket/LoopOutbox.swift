@@ -13,6 +13,11 @@ import SwitchboardCore
 /// once, a busy one finds more waiting at each drain and writes them together. A connection
 /// whose socket does not take what it is given gathers it in NIO's buffer until the kernel
 /// takes it (writability), up to `queue_bytes` (then 4100).
+///
+/// A drain makes at most `writesPerTurn` writes, then lets the loop's other work run (HTTP
+/// answers, reads, other tasks) and goes on where it stopped: a fan-out to thousands of
+/// connections never holds the loop for more than about a millisecond, and what waits on
+/// the loop is not queued behind all of it.
 final class LoopOutbox: Sendable {
     private enum Entry {
         case frame(ByteBuffer, WebSocketHandler.Ref)
@@ -51,14 +56,29 @@ final class LoopOutbox: Sendable {
 
     private struct Pending {
         var entries: [Entry] = []
+        /// A drain is scheduled or under way.
         var scheduled = false
     }
 
+    /// Where a drain stopped: the entries taken, the next one, and within a fan-out (its
+    /// frame joined with the ones after it) the next connection.
+    private struct Cursor {
+        var entries: [Entry]
+        var index = 0
+        var fanout: (frame: ByteBuffer, connections: [WebSocketHandler.Ref], next: Int, end: Int)?
+    }
+
+    /// Writes a drain makes before it lets the loop's other work run.
+    static let writesPerTurn = 128
+
     let eventLoop: any EventLoop
     private let pending = Mutex(Pending())
+    /// Only used on the loop, by the drain.
+    private let cursor: NIOLoopBoundBox<Cursor?>
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
+        self.cursor = NIOLoopBoundBox(nil, eventLoop: eventLoop)
     }
 
     /// One connection's own frame (a reply, an event of its own).
@@ -95,40 +115,74 @@ final class LoopOutbox: Sendable {
     }
 
     private func drain() {
-        let entries = pending.withLock { p in
-            p.scheduled = false
-            defer { p.entries = [] }
-            return p.entries
+        var work: Cursor
+        if let stopped = cursor.value {
+            work = stopped
+        } else {
+            let entries = pending.withLock { p in
+                if p.entries.isEmpty { p.scheduled = false }
+                defer { p.entries = [] }
+                return p.entries
+            }
+            guard !entries.isEmpty else { return }
+            work = Cursor(entries: entries)
         }
         var touched: [WebSocketHandler] = []
-        var index = 0
-        while index < entries.count {
-            switch entries[index] {
+        var budget = Self.writesPerTurn
+        while budget > 0 {
+            if var fanout = work.fanout {
+                let stop = min(fanout.connections.count, fanout.next + budget)
+                for connection in fanout.connections[fanout.next..<stop] where connection.handler.write(fanout.frame) {
+                    touched.append(connection.handler)
+                }
+                budget -= stop - fanout.next
+                fanout.next = stop
+                if stop == fanout.connections.count {
+                    work.index = fanout.end
+                    work.fanout = nil
+                } else {
+                    work.fanout = fanout
+                }
+                continue
+            }
+            guard work.index < work.entries.count else { break }
+            switch work.entries[work.index] {
             case .frame(let frame, let connection):
                 if connection.handler.write(frame) { touched.append(connection.handler) }
-                index += 1
+                work.index += 1
+                budget -= 1
             case .close(let reason, let connection):
                 connection.handler.close(reason)
-                index += 1
+                work.index += 1
             case .fanout(let frame, let connections):
-                // The same connections' next fan-outs (a channel's next messages) go with it.
-                var end = index + 1
-                var joined: ByteBuffer?
-                while end < entries.count, case .fanout(let next, let others) = entries[end], Self.same(others, connections) {
-                    if joined == nil {
-                        joined = ByteBuffer()
-                        joined!.reserveCapacity(frame.readableBytes * 4)
-                        joined!.writeImmutableBuffer(frame)
-                    }
-                    joined!.writeImmutableBuffer(next)
-                    end += 1
-                }
-                let shared = joined ?? frame
-                for connection in connections where connection.handler.write(shared) { touched.append(connection.handler) }
-                index = end
+                work.fanout = Self.join(work.entries, from: work.index, frame: frame, connections: connections)
             }
         }
         for handler in touched { handler.flush() }
+        // Stopped with work left, or finished: either way the loop's other work goes first,
+        // then this drain goes on (with what was added meanwhile, once these are done).
+        let finished = work.fanout == nil && work.index == work.entries.count
+        cursor.value = finished ? nil : work
+        eventLoop.execute { self.drain() }
+    }
+
+    /// A fan-out joined with the fan-outs right after it to the same connections (a
+    /// channel's next messages): one buffer, made once, for all of them.
+    private static func join(
+        _ entries: [Entry], from index: Int, frame: ByteBuffer, connections: [WebSocketHandler.Ref]
+    ) -> (frame: ByteBuffer, connections: [WebSocketHandler.Ref], next: Int, end: Int) {
+        var end = index + 1
+        var joined: ByteBuffer?
+        while end < entries.count, case .fanout(let next, let others) = entries[end], same(others, connections) {
+            if joined == nil {
+                joined = ByteBuffer()
+                joined!.reserveCapacity(frame.readableBytes * 4)
+                joined!.writeImmutableBuffer(frame)
+            }
+            joined!.writeImmutableBuffer(next)
+            end += 1
+        }
+        return (joined ?? frame, connections, 0, end)
     }
 
     private static func same(_ a: [WebSocketHandler.Ref], _ b: [WebSocketHandler.Ref]) -> Bool {
@@ -157,3 +211,4 @@ final class PerEventLoop<Value: Sendable>: Sendable {
         }
     }
 }
+
