@@ -43,6 +43,13 @@ public struct ChannelSequencer: Sendable {
 
     public init() {}
 
+    /// Where delivery stands once established: a new subscriber that asks for nothing
+    /// missed starts here, with no read of the store.
+    public var position: Position? {
+        guard let epoch, let delivered else { return nil }
+        return Position(epoch: epoch, offset: delivered)
+    }
+
     /// Starts delivery after `position` (a subscriber's snapshot). Messages that came before
     /// are held until now; those at or below `position` are dropped. Returns the actions and
     /// the offset delivery now starts after, which is above `position` when another

@@ -65,6 +65,13 @@ final class Delivery: StoreFeed {
         }
     }
 
+    /// Where live delivery of a watched channel stands, once established: the position a
+    /// new subscription can start from without reading the store. Every later message is
+    /// above it and reaches the hub after the subscription began.
+    func livePosition(_ channel: String) -> Position? {
+        channels.withLock { $0[channel]?.sequencer.position }
+    }
+
     // MARK: StoreFeed
 
     func committed(_ message: ChannelMessage) {

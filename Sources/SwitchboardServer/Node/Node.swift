@@ -169,7 +169,13 @@ public final class Node: Sendable {
     /// The position and missed messages, read until live delivery on this node starts at or
     /// before them (another subscription may have started it from a newer snapshot; the
     /// store has what lies between, so a second read sees it).
+    /// When delivery of the channel already runs here and the subscriber has missed nothing
+    /// (no `since`, or `since` is where delivery stands), the snapshot is that position, with
+    /// no read of the store: a reconnect storm of up-to-date clients costs no queries.
     private func snapshot(channel: String, since: Position?, history: HistoryPolicy) async throws -> HistorySlice {
+        if let live = delivery.livePosition(channel), since == nil || since == live {
+            return HistorySlice(messages: [], position: live, complete: true)
+        }
         while true {
             let slice: HistorySlice
             if let since {

@@ -189,7 +189,8 @@ final class ClientSession: Subscriber {
     }
 
     private static func makeClientID() -> String {
-        (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let hex = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 
