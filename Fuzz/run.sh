@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${2:-30}
 targets=${1:-all}
-[ "$targets" = all ] && targets="json command engineio socketio frames"
+[ "$targets" = all ] && targets="json command engineio socketio frames head"
 out=.build-fuzz
 mkdir -p "$out"
 
@@ -20,6 +20,7 @@ sources_for() {
     case $target in
         engineio) cp Sources/SwitchboardServer/SocketIO/EngineIOPacket.swift "$dir/" ;;
         socketio) cp Sources/SwitchboardServer/SocketIO/SocketIOPacket.swift "$dir/" ;;
+        head) cp Sources/SwitchboardServer/WebSocket/RequestHead.swift "$dir/" ;;
     esac
     # One module: the imports of our own modules go.
     sed -i '/^import Switchboard/d' "$dir"/*.swift
@@ -29,7 +30,7 @@ sources_for() {
 
 for target in $targets; do
     dir=$(sources_for "$target")
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name Fuzzed "$dir"/*.swift -o "$out/fuzz-$target" 2> "$out/build-$target.log" \
+    swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name Fuzzed -package-name Fuzzed "$dir"/*.swift -o "$out/fuzz-$target" 2> "$out/build-$target.log" \
         || { cat "$out/build-$target.log"; exit 1; }
     mkdir -p "$out/corpus/$target"
     echo "fuzzing $target for ${seconds}s"

@@ -58,7 +58,9 @@ public enum PerMessageDeflateOffer {
 }
 
 extension StringProtocol {
-    fileprivate var trimmingSpaces: String {
+    /// Without leading and trailing spaces and tabs (optional whitespace in HTTP fields,
+    /// RFC 9110 section 5.6.3). The server's request-head reader uses it too.
+    package var trimmingSpaces: String {
         String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }

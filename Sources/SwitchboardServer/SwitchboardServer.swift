@@ -104,10 +104,10 @@ public struct SwitchboardServer: Sendable {
         let idleTimeout = Duration.seconds(configuration.limits.requestTimeoutSeconds * 6)
         // HTTP/1.1 and the WebSocket upgrade, guarded against slow first requests.
         var server = HTTPServerBuilder { responder in
-            RequestTimeoutChannel(
-                base: UpgradeChannel(
+            UpgradeChannel(
                     responder: responder,
                     idleTimeout: idleTimeout,
+                    firstRequestTimeout: requestTimeout,
                     compression: configuration.compression,
                     admit: { request, remote in
                         let ip = addresses.resolve(peer: remote, forwardedFor: request.forwardedFor, forwarded: request.forwarded)
@@ -136,8 +136,6 @@ public struct SwitchboardServer: Sendable {
                             try EngineIOWebSocket.accept(channel: channel, server: socketIO, handshake: handshake, deflate: admission.deflate)
                         }
                     }
-                ),
-                timeout: requestTimeout
             )
         }
         if let tls { server = try .tls(server, tlsConfiguration: tls) }

@@ -212,6 +212,41 @@ struct FramingTests {
         }
     }
 
+    @Test("frames sent in the same write as the handshake are read; a request split anywhere is read whole")
+    func firstBytes() async throws {
+        try await TestServer.with(configure: TestServer.manyClients) { server in
+            let subscribe = RawWebSocket.frameBytes(opcode: Self.text, payload: Array(#"{"op":"subscribe","id":1,"channel":"early"}"#.utf8))
+            let client = try RawWebSocket(port: server.port, early: subscribe)
+            #expect(client.readNonPing()?.json?["type"] == "welcome")
+            let reply = client.readNonPing()?.json
+            #expect(reply?["id"]?.intValue == 1 && reply?["result"]?["channel"] == "early", "\(String(describing: reply))")
+            // A plain request whose head arrives in pieces reaches the router.
+            let fd = try RawSocket.connect(port: server.port)
+            defer { RawSocket.close(fd) }
+            for piece in ["GE", "T /healthz HTTP/1.1\r", "\nHost: 127.0.0.1\r\nConnection: close\r\n", "\r\n"] {
+                RawSocket.send(fd, piece)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            #expect(poll(&poller, 1, 10_000) > 0)
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            #expect(String(decoding: buffer[0..<max(n, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
+    @Test("a first request that is not HTTP is answered 400 and closed; the server goes on")
+    func garbageFirstRequest() async throws {
+        try await TestServer.with(configure: TestServer.manyClients) { server in
+            for request in ["HELLO\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n", "GET / HTTP/9.9\r\n\r\n"] {
+                let head = try Self.exchange(port: server.port, request: request)
+                #expect(head.hasPrefix("HTTP/1.1 400"), "\(request.debugDescription): \(head.prefix(40))")
+            }
+            let client = try RawWebSocket(port: server.port)
+            #expect(client.readNonPing()?.json?["type"] == "welcome")
+        }
+    }
+
     /// The start of the answer to a raw HTTP request.
     static func exchange(port: Int, request: String) throws -> String {
         let fd = try RawSocket.connect(port: port)

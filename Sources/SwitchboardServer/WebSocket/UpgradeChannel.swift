@@ -54,17 +54,15 @@ enum HandshakeRefusal: Error, Sendable {
 
 /// HTTP/1.1 plus the WebSocket upgrade on one port.
 ///
-/// Unlike hummingbird-websocket's channel, which answers every refused upgrade with a bare
-/// 400, a refused handshake here is answered with the reason as a problem document: 401,
-/// 403 or 429 (SPEC section 5). (NIO does not pass a declined upgrade request on to the
-/// HTTP pipeline, so the router cannot answer it.)
+/// A new connection starts with `FirstRequestHandler` alone, which answers a WebSocket
+/// handshake itself (a refused one with the reason, as a problem document: 401, 403 or 429,
+/// SPEC.md section 5) and gives any other request the HTTP pipeline and the router.
 /// Adapted from hummingbird-websocket's `HTTP1WebSocketUpgradeChannel` (Apache 2.0).
 struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     enum Negotiated: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        case refusedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, HandshakeRefusal)
-        /// Upgraded and handed to its session; nothing left to do here.
-        case webSocket
+        /// Upgraded and handed to its session, or refused and answered: nothing left to do here.
+        case handled
     }
 
     struct Value: ServerChildChannelValue {
@@ -74,6 +72,8 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let idleTimeout: Duration
+    /// How long the head of the first request may take (slowloris).
+    let firstRequestTimeout: TimeAmount
     /// Offer permessage-deflate to clients that ask for it.
     let compression: Bool
     /// Runs the handshake's checks.
@@ -84,12 +84,14 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     init(
         responder: @escaping HTTPChannelHandler.Responder,
         idleTimeout: Duration,
+        firstRequestTimeout: TimeAmount,
         compression: Bool,
         admit: @escaping @Sendable (HandshakeRequest, SocketAddress?) -> AdmissionCheck,
         accept: @escaping @Sendable (any Channel, Admission) throws -> Void
     ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.idleTimeout = idleTimeout
+        self.firstRequestTimeout = firstRequestTimeout
         self.compression = compression
         self.admit = admit
         self.accept = accept
@@ -100,59 +102,47 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             // A channel keeps the buffers it reads into for reuse: start them small, so that
             // an idle connection does not hold kilobytes of them (they grow with the traffic).
             try channel.syncOptions?.setOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
-            let verdict = NIOLoopBoundBox<Result<Admission, HandshakeRefusal>?>(nil, eventLoop: channel.eventLoop)
-            let upgrader = WebSocketUpgrader(compression: compression, verdict: verdict, admit: admit, accept: accept)
             let idleTimeout = self.idleTimeout
-            let upgrades = NIOTypedHTTPServerUpgradeConfiguration<Negotiated>(
-                upgraders: [upgrader],
-                notUpgradingCompletionHandler: { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
-                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true)
-                        )
-                        if case .failure(let refusal) = verdict.value { return .refusedUpgrade(http, refusal) }
-                        return .http(http)
-                    }
-                }
+            let negotiated = channel.eventLoop.makePromise(of: Negotiated.self)
+            let first = FirstRequestHandler(
+                timeout: firstRequestTimeout, compression: compression, admit: admit, accept: accept,
+                installHTTP: { channel in
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withServerUpgrade: nil, withErrorHandling: false, withOutboundHeaderValidation: false
+                    )
+                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                    try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+                    return .http(try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true)
+                    ))
+                },
+                negotiated: negotiated
             )
-            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Negotiated>(upgradeConfiguration: upgrades)
-            configuration.enablePipelining = false
-            configuration.enableErrorHandling = false
-            configuration.enableResponseHeaderValidation = false
-            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
-            return Value(negotiated: negotiated, channel: channel)
+            try channel.pipeline.syncOperations.addHandler(first)
+            return Value(negotiated: negotiated.futureResult, channel: channel)
         }
     }
 
     func handle(value: Value, logger: Logger) async {
         do {
-            switch try await value.negotiated.get() {
+            // Until its first request, a connection is only its channel: a cancelled server
+            // closes it rather than wait for the first-request timeout.
+            let negotiated = try await withTaskCancellationHandler {
+                try await value.negotiated.get()
+            } onCancel: {
+                value.channel.close(promise: nil)
+            }
+            switch negotiated {
             case .http(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
-            case .refusedUpgrade(let http, let refusal):
-                await Self.writeRefusal(refusal, to: http, logger: logger)
-            case .webSocket:
-                // The connection lives on in its channel handler, with no task of its own.
+            case .handled:
+                // A WebSocket lives on in its channel handler, with no task of its own.
                 break
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])
         }
-    }
-
-    static func handshakeRequest(_ head: HTTPRequestHead) -> HandshakeRequest {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let authorization = head.headers["Authorization"].first
-        let apiKey = head.headers["X-API-Key"].first
-        return HandshakeRequest(
-            path: path, target: head.uri, authorization: authorization, apiKey: apiKey,
-            origin: head.headers["Origin"].first, host: head.headers["Host"].first,
-            credential: Credentials.credential(authorization: authorization, apiKey: apiKey, target: head.uri),
-            forwardedFor: head.headers["X-Forwarded-For"], forwarded: head.headers["Forwarded"]
-        )
     }
 
     /// A later request on a kept-alive connection cannot upgrade (the upgrade handler is gone):
@@ -166,39 +156,6 @@ struct UpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             if let query = request.uri.query { path += "?\(query)" }
             try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: path]))
             throw CloseConnection()
-        }
-    }
-
-    /// Answers a refused handshake (a problem document, or Engine.IO's error) and closes the connection.
-    static func writeRefusal(_ refusal: HandshakeRefusal, to http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, logger: Logger) async {
-        let body: ByteBuffer
-        let status: HTTPResponse.Status
-        let contentType: String
-        switch refusal {
-        case .problem(let error, let path):
-            body = ByteBuffer(string: Problem.document(error, path: path).serialized)
-            status = Problem.status(error)
-            contentType = "application/problem+json"
-        case .engineIO(let error):
-            body = ByteBuffer(string: error.body)
-            status = HTTPResponse.Status(code: error.httpStatus)
-            contentType = "application/json"
-        }
-        let headers: HTTPFields = [
-            .contentType: contentType,
-            .contentLength: String(body.readableBytes),
-            .connection: "close",
-        ]
-        do {
-            try await http.executeThenClose { _, outbound in
-                try await outbound.write(contentsOf: [
-                    .head(HTTPResponse(status: status, headerFields: headers)),
-                    .body(body),
-                    .end(nil),
-                ])
-            }
-        } catch {
-            logger.trace("could not answer a refused handshake", metadata: ["error": "\(error)"])
         }
     }
 

@@ -9,13 +9,14 @@ final class RawWebSocket: @unchecked Sendable {
     /// The handshake's response head.
     private(set) var responseHead = ""
 
-    /// Connects and completes the handshake; `receiveBuffer` shrinks the socket's buffer.
-    init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:], receiveBuffer: Int32? = nil) throws {
+    /// Connects and completes the handshake; `receiveBuffer` shrinks the socket's buffer;
+    /// `early` bytes (frames) go in the same write as the handshake.
+    init(port: Int, path: String = "/v1/ws", headers: [String: String] = [:], receiveBuffer: Int32? = nil, early: [UInt8] = []) throws {
         fd = try RawSocket.connect(port: port, receiveBuffer: receiveBuffer)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for (k, v) in headers { request += "\(k): \(v)\r\n" }
-        writeAll(Array((request + "\r\n").utf8))
+        writeAll(Array((request + "\r\n").utf8) + early)
         let head = try readUntilHeaderEnd()
         responseHead = head
         guard head.hasPrefix("HTTP/1.1 101") else { throw TestFailure("upgrade refused: \(head)") }
