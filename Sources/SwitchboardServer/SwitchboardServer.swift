@@ -50,9 +50,9 @@ public struct SwitchboardServer: Sendable {
             namespaces: configuration.namespaces, metrics: metrics, logger: logger
         )
         sessions = SessionEnvironment(
-            configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: OpenConnections()
+            configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: OpenConnections(), limiter: limiter
         )
-        socketIO = SocketIOServer(environment: sessions, settings: configuration.socketIO, limiter: limiter)
+        socketIO = SocketIOServer(environment: sessions, settings: configuration.socketIO)
     }
 
     private static func tlsConfiguration(_ c: ServerConfiguration) throws(ConfigurationError) -> TLSConfiguration? {
@@ -80,7 +80,7 @@ public struct SwitchboardServer: Sendable {
         CollectionRoutes(node: node, limits: configuration.limits).register(on: router)
         ChannelRoutes(node: node, limits: configuration.limits).register(on: router)
         SystemRoutes(node: node).register(on: router)
-        EventStreamRoute(environment: sessions, gate: gate, limiter: limiter, configuration: configuration, metrics: metrics, logger: logger)
+        EventStreamRoute(environment: sessions, gate: gate, configuration: configuration, metrics: metrics, logger: logger)
             .register(on: router)
         LongPollRoute(node: node).register(on: router)
         SocketIORoutes(server: socketIO, origins: origins).register(on: router)
@@ -129,9 +129,7 @@ public struct SwitchboardServer: Sendable {
                     accept: { channel, admission in
                         switch admission.kind {
                         case .switchboard(let identity):
-                            try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: identity, deflate: admission.deflate)
-                            limiter.connectionOpened(ip: admission.ip)
-                            channel.closeFuture.whenComplete { _ in limiter.connectionClosed(ip: admission.ip) }
+                            try WebSocketConnection.accept(channel: channel, environment: webSockets, identity: identity, ip: admission.ip, deflate: admission.deflate)
                         case .socketIO(let handshake):
                             try EngineIOWebSocket.accept(channel: channel, server: socketIO, handshake: handshake, deflate: admission.deflate)
                         }

@@ -71,7 +71,6 @@ struct EventStreamRoute {
     typealias Context = SwitchboardRequestContext
     let environment: SessionEnvironment
     let gate: HandshakeGate
-    let limiter: ClientLimiter
     let configuration: ServerConfiguration
     let metrics: ServerMetrics
     let logger: Logger
@@ -107,7 +106,7 @@ struct EventStreamRoute {
         let resume = lastEventID.map { PositionList.parse($0) } ?? [:]
         stream.queue.push(ByteBuffer(string: "retry: 1000\n\n"))
         let streamChannels = channels
-        let limiter = self.limiter
+        let limiter = environment.limiter
         let metrics = self.metrics
         let logger = self.logger
         let keepAlive = Duration.seconds(max(1, configuration.heartbeatSeconds))

@@ -12,6 +12,8 @@ final class SessionEnvironment: Sendable {
     let outboxes: PerEventLoop<LoopOutbox>
     let heartbeats: PerEventLoop<LoopHeartbeat>
     let registry: OpenConnections
+    /// Per-IP connection counts (SPEC.md section 5).
+    let limiter: ClientLimiter
     /// Largest frame or message accepted (1009 above it).
     let maxMessageBytes: Int
     let heartbeatSeconds: Int
@@ -26,12 +28,13 @@ final class SessionEnvironment: Sendable {
 
     init(
         configuration: ServerConfiguration, node: Node, authenticator: Authenticator, logger: Logger,
-        registry: OpenConnections
+        registry: OpenConnections, limiter: ClientLimiter
     ) {
         self.node = node
         self.authenticator = authenticator
         self.logger = logger
         self.registry = registry
+        self.limiter = limiter
         self.outboxes = PerEventLoop { LoopOutbox(eventLoop: $0) }
         let heartbeat = TimeAmount.seconds(Int64(configuration.heartbeatSeconds))
         self.heartbeats = PerEventLoop { LoopHeartbeat(eventLoop: $0, interval: heartbeat) }

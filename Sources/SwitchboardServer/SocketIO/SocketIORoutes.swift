@@ -53,7 +53,7 @@ struct SocketIORoutes {
         guard origins.allows(origin: request.headers[.origin], host: request.head.authority) else {
             return Self.response(.forbidden("origin \(request.headers[.origin] ?? "") is not allowed to connect"))
         }
-        if let refusal = server.limiter.admitHandshake(ip: handshake.ip) {
+        if let refusal = server.environment.limiter.admitHandshake(ip: handshake.ip) {
             return Self.response(.forbidden(refusal.message, status: 429))
         }
         let session = server.open(handshake: handshake, webSocket: nil)

@@ -45,15 +45,13 @@ struct SocketIOHandshake: Sendable {
 final class SocketIOServer: Service, Sendable {
     let environment: SessionEnvironment
     let settings: SocketIOSettings
-    let limiter: ClientLimiter
     /// Timers of the sessions (token expiry).
     let eventLoop: any EventLoop
     private let sessions = Mutex<[String: EngineIOSession]>([:])
 
-    init(environment: SessionEnvironment, settings: SocketIOSettings, limiter: ClientLimiter) {
+    init(environment: SessionEnvironment, settings: SocketIOSettings) {
         self.environment = environment
         self.settings = settings
-        self.limiter = limiter
         self.eventLoop = MultiThreadedEventLoopGroup.singleton.next()
     }
 
@@ -63,7 +61,7 @@ final class SocketIOServer: Service, Sendable {
         while session(sid) != nil { sid = Self.makeID() }
         let session = EngineIOSession(sid: sid, server: self, webSocket: webSocket, handshake: handshake)
         sessions.withLock { $0[sid] = session }
-        limiter.connectionOpened(ip: handshake.ip)
+        environment.limiter.connectionOpened(ip: handshake.ip)
         environment.node.metrics.connectionOpened(transport: "socketio")
         if !environment.registry.add(session) { session.closeForRestart() }
         return session
@@ -88,7 +86,7 @@ final class SocketIOServer: Service, Sendable {
     /// A session ended.
     func remove(_ engine: EngineIOSession, reason: String) {
         guard sessions.withLock({ $0.removeValue(forKey: engine.sid) }) != nil else { return }
-        limiter.connectionClosed(ip: engine.ip)
+        environment.limiter.connectionClosed(ip: engine.ip)
         environment.node.metrics.connectionClosed(transport: "socketio")
         environment.registry.remove(engine)
         environment.logger.info("disconnected", metadata: ["transport": "socketio", "sid": "\(engine.sid)", "reason": "\(reason)"])

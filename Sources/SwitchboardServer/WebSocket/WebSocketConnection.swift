@@ -17,6 +17,8 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     /// permessage-deflate was negotiated: large messages go compressed.
     private let deflate: Bool
     private let outbox: LoopOutbox
+    /// The client's address, counted against `connections_per_ip` while the connection is open.
+    private let ip: String
     /// Set once in `accept`, before any frame is read.
     private let sessionBox = Mutex<ClientSession?>(nil)
     private var session: ClientSession { sessionBox.withLock { $0! } }
@@ -27,8 +29,9 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     /// The close code and reason the server sent, for the disconnect log line.
     private let closedWith = Mutex<CloseReason?>(nil)
 
-    private init(channel: any Channel, connection: WebSocketHandler.Ref, environment: SessionEnvironment) {
+    private init(channel: any Channel, connection: WebSocketHandler.Ref, environment: SessionEnvironment, ip: String) {
         self.channel = channel
+        self.ip = ip
         self.connection = connection
         self.deflate = connection.handler.deflate
         self.environment = environment
@@ -37,9 +40,9 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
 
     /// Sets up an upgraded channel (on its event loop): the frame handler, the session, and
     /// the welcome frame.
-    static func accept(channel: any Channel, environment: SessionEnvironment, identity: Identity, deflate: Bool) throws {
+    static func accept(channel: any Channel, environment: SessionEnvironment, identity: Identity, ip: String, deflate: Bool) throws {
         let handler = try environment.makeHandler(for: channel, deflate: deflate)
-        let connection = WebSocketConnection(channel: channel, connection: handler.ref, environment: environment)
+        let connection = WebSocketConnection(channel: channel, connection: handler.ref, environment: environment, ip: ip)
         let session = environment.makeSession(transport: "websocket", identity: identity, output: connection)
         connection.sessionBox.withLock { $0 = session }
         handler.attach(connection)
@@ -90,6 +93,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
         let session = self.session
         logger.info("connected", metadata: ["client": "\(session.clientID)", "user": "\(session.identity.user ?? "-")", "transport": "websocket"])
         environment.node.metrics.connectionOpened(transport: "websocket")
+        environment.limiter.connectionOpened(ip: ip)
         send(ServerFrames.welcome(client: session.clientID, heartbeat: environment.heartbeatSeconds, version: SwitchboardVersion.current))
         expires(atMillis: session.identity.expiresAtMillis)
     }
@@ -114,6 +118,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
         session.ended()
         environment.registry.remove(self)
         environment.node.metrics.connectionClosed(transport: "websocket")
+        environment.limiter.connectionClosed(ip: ip)
         let closed = closedWith.withLock { $0 }
         logger.info("disconnected", metadata: [
             "client": "\(session.clientID)", "user": "\(session.identity.user ?? "-")", "transport": "websocket",
