@@ -16,7 +16,11 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwitchboardCore", package: "switchboard"),
+                .product(name: "SwitchboardProtocol", package: "switchboard"),
                 .product(name: "SwitchboardStore", package: "switchboard"),
+                .product(name: "SwitchboardSQLite", package: "switchboard"),
+                // For `Deflate` and `RequestHead`, reached through `@_spi(Benchmarks)`.
+                .product(name: "SwitchboardServer", package: "switchboard"),
             ],
             path: "Benchmarks/SwitchboardBenchmarks",
             plugins: [

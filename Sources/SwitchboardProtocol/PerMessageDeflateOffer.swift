@@ -61,6 +61,11 @@ extension StringProtocol {
     /// Without leading and trailing spaces and tabs (optional whitespace in HTTP fields,
     /// RFC 9110 section 5.6.3). The server's request-head reader uses it too.
     package var trimmingSpaces: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+        let text = Substring(self)
+        let isSpace = { (byte: UInt8) in byte == 32 || byte == 9 }
+        guard let first = text.utf8.firstIndex(where: { !isSpace($0) }), let last = text.utf8.lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return String(text[first..<text.utf8.index(after: last)])
     }
 }

@@ -1,5 +1,5 @@
 import Testing
-@testable import SwitchboardServer
+@_spi(Benchmarks) @testable import SwitchboardServer
 
 /// The first request's head, read by the server's own parser before any HTTP pipeline
 /// exists: pure, checked without sockets. A WebSocket handshake is answered from it.

@@ -7,7 +7,7 @@ import SwitchboardCore
 /// credentials and channels, emitted events as session commands, channel messages as
 /// events named after their channel, and connection state recovery by offsets. Every
 /// permission check is the `ClientSession`'s; this only speaks the wire format.
-final class SocketIOClient: SessionOutput {
+@_spi(Benchmarks) public final class SocketIOClient: SessionOutput {
     private unowned let engine: EngineIOSession
     private let handshake: SocketIOHandshake
     private let commands = SerialQueue()
@@ -315,7 +315,7 @@ final class SocketIOClient: SessionOutput {
     }
 
     /// `42["channel",data]`: a channel message as a Socket.IO event (an Engine.IO message).
-    static func eventPacket(_ message: ChannelMessage) -> String {
+    @_spi(Benchmarks) public static func eventPacket(_ message: ChannelMessage) -> String {
         eventPrefix(message) + "]"
     }
 

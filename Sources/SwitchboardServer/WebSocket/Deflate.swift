@@ -7,13 +7,13 @@ import SwitchboardCore
 /// message compressed on its own, so one compressed frame serves every subscriber that
 /// negotiated the extension, and no connection holds zlib state. The streams (about 300 KiB
 /// each) are pooled and reset after each message.
-enum Deflate {
+@_spi(Benchmarks) public enum Deflate {
     /// Messages shorter than this go out uncompressed (allowed on any connection): deflate
     /// gains nothing on them and costs CPU.
     static let minimumBytes = 256
 
     /// A text frame of `text` compressed (RSV1 set); nil when it is short, or would not get smaller.
-    static func frame(compressing text: ByteBuffer) -> ByteBuffer? {
+    @_spi(Benchmarks) public static func frame(compressing text: ByteBuffer) -> ByteBuffer? {
         guard text.readableBytes >= minimumBytes, let payload = compress(text), payload.readableBytes < text.readableBytes else {
             return nil
         }
@@ -25,7 +25,7 @@ enum Deflate {
     }
 
     /// Raw DEFLATE, flushed, without the trailing `00 00 FF FF` (section 7.2.1).
-    static func compress(_ payload: ByteBuffer) -> ByteBuffer? {
+    @_spi(Benchmarks) public static func compress(_ payload: ByteBuffer) -> ByteBuffer? {
         guard let deflater = deflaters.take() ?? (try? ZlibCompressor(algorithm: .deflate)) else { return nil }
         defer { deflaters.put(deflater) }
         var input = payload
@@ -47,7 +47,7 @@ enum Deflate {
 
     /// Decompresses a client's message (section 7.2.2); over `limit` bytes is `TooBig`, and
     /// anything that is not DEFLATE is an error.
-    static func inflate(_ compressed: ByteBuffer, limit: Int) throws -> ByteBuffer {
+    @_spi(Benchmarks) public static func inflate(_ compressed: ByteBuffer, limit: Int) throws -> ByteBuffer {
         let inflater = try inflaters.take() ?? ZlibDecompressor(algorithm: .deflate, windowSize: 15)
         defer {
             try? inflater.reset()

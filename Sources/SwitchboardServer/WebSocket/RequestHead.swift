@@ -5,8 +5,9 @@ import SwitchboardProtocol
 /// HTTP pipeline. Other requests go on to NIO's HTTP parser, which reads the head again.
 ///
 /// Plain Swift over bytes, no NIO, so that the fuzzer builds it alone (`Fuzz/run.sh head`).
-struct RequestHead: Equatable, Sendable {
+@_spi(Benchmarks) public struct RequestHead: Equatable, Sendable {
     struct Field: Equatable, Sendable {
+        /// Lowercased (field names are case-insensitive), so that lookups allocate nothing.
         var name: String
         var value: String
     }
@@ -17,7 +18,7 @@ struct RequestHead: Equatable, Sendable {
     var version: String
     var fields: [Field]
 
-    enum Parsed: Equatable, Sendable {
+    @_spi(Benchmarks) public enum Parsed: Equatable, Sendable {
         /// The empty line that ends the head has not arrived yet.
         case incomplete
         /// The head and how many bytes it took, its final empty line included.
@@ -30,7 +31,7 @@ struct RequestHead: Equatable, Sendable {
 
     /// Reads a head from the start of `bytes`. Lines end with CRLF (a bare LF is accepted,
     /// as NIO's parser does); header values are trimmed of spaces and tabs.
-    static func parse(_ bytes: UnsafeRawBufferPointer, limit: Int) -> Parsed {
+    @_spi(Benchmarks) public static func parse(_ bytes: UnsafeRawBufferPointer, limit: Int) -> Parsed {
         var lines: [Range<Int>] = []
         var start = 0
         var index = 0
@@ -55,13 +56,13 @@ struct RequestHead: Equatable, Sendable {
         }
     }
 
-    /// Every value of the field `name` (case-insensitive), in order.
+    /// Every value of the field `name` (given in lowercase), in order.
     func values(_ name: String) -> [String] {
-        fields.compactMap { $0.name.lowercased() == name ? $0.value : nil }
+        fields.compactMap { $0.name == name ? $0.value : nil }
     }
 
     func first(_ name: String) -> String? {
-        fields.first { $0.name.lowercased() == name }?.value
+        fields.first { $0.name == name }?.value
     }
 
     /// Whether a comma-separated field (`Connection`, `Upgrade`) lists `token`.
@@ -98,9 +99,13 @@ struct RequestHead: Equatable, Sendable {
             guard value.allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else {
                 return .malformed("a header value holds a control character")
             }
+            // Optional whitespace around the value is not part of it (RFC 9110 section 5.5).
+            let isSpace = { (byte: UInt8) in byte == 32 || byte == 9 }
+            let start = value.firstIndex { !isSpace($0) } ?? value.endIndex
+            let end = value.lastIndex { !isSpace($0) }.map { $0 + 1 } ?? start
             fields.append(Field(
-                name: String(decoding: field[..<colon], as: UTF8.self),
-                value: String(decoding: value, as: UTF8.self).trimmingSpaces
+                name: String(decoding: field[..<colon].lazy.map(lowercase), as: UTF8.self),
+                value: String(decoding: value[start..<end], as: UTF8.self)
             ))
         }
         return .head(
@@ -112,6 +117,10 @@ struct RequestHead: Equatable, Sendable {
             ),
             length: length
         )
+    }
+
+    private static func lowercase(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
     }
 
     /// RFC 9110 section 5.6.2: `tchar`.
