@@ -176,6 +176,21 @@ struct FramingTests {
         }
     }
 
+    @Test("compression: false declines permessage-deflate, and large messages go plain")
+    func compressionOff() async throws {
+        try await TestServer.with(configure: { TestServer.manyClients(&$0); $0.compression = false }) { server in
+            let client = try Self.connect(server, headers: ["Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"])
+            #expect(client.responseHeader("Sec-WebSocket-Extensions") == nil)
+            client.sendText(#"{"id":1,"op":"subscribe","channel":"prices:big"}"#)
+            #expect(client.readNonPing()?.json?["id"]?.intValue == 1)
+            let big = String(repeating: "a quote board ", count: 100)
+            try await HTTP.with(server) { http in try await http.publish("prices:big", .string(big)) }
+            let frame = try #require(client.readNonPing())
+            #expect(!frame.rsv1)
+            #expect(frame.json?["data"]?.stringValue == big)
+        }
+    }
+
     @Test("permessage-deflate from the client: a compressed command is read; one that inflates past the limit is 1009, one that does not inflate 1007")
     func deflateFromClient() async throws {
         try await TestServer.with(configure: { TestServer.manyClients(&$0); $0.limits.messageBytes = 4096 }) { server in
