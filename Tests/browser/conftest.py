@@ -12,9 +12,8 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,46 +24,30 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
-REPO = Path(__file__).resolve().parents[2]
+# The server process is shared with Tests/socketio: Tests/pysupport/switchboard_server.py.
+_PYSUPPORT = str(Path(__file__).resolve().parents[1] / "pysupport")
+if _PYSUPPORT not in sys.path:
+    sys.path.insert(0, _PYSUPPORT)
+
+from switchboard_server import REPO, SwitchboardProcess  # noqa: E402
+
 PUBLIC = REPO / "Sources" / "SwitchboardServer" / "Public"
 IMAGES = REPO / "docs" / "images"
 API_KEY = "browser-tests-key-0123456789abcdef"
 
 
-def _binary() -> Path:
-    path = Path(os.environ.get("SWITCHBOARD_BIN", REPO / ".build" / "debug" / "switchboard"))
-    return path if path.is_absolute() else REPO / path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(SwitchboardProcess):
     """The switchboard binary on a fixed port and SQLite file, restartable in place."""
 
     def __init__(self, workdir: Path, port: int | None = None, config: dict | None = None,
                  env: dict | None = None, api_key: str | None = API_KEY):
         """config: written as the --config file (JSON, which the YAML loader reads too);
         env: extra environment (SWITCHBOARD_JWT_SECRET, …); api_key=None runs in development mode."""
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.database = workdir / "switchboard.sqlite"
-        self.log_path = workdir / "server.log"
-        self.config_path: Path | None = None
+        super().__init__(workdir, port=port, database="switchboard.sqlite", api_key=api_key, env=env)
         if config is not None:
             self.config_path = workdir / "switchboard-config.json"
             self.config_path.write_text(json.dumps(config, indent=2))
-        self.extra_env = dict(env or {})
-        self.api_key = api_key
-        self.process: subprocess.Popen | None = None
         self.proxy = None
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -72,58 +55,12 @@ class Server:
         return f"http://127.0.0.1:{self.proxy.port}" if self.proxy else self.api_url
 
     def start(self, timeout: float = 60) -> None:
-        binary = _binary()
-        deadline = time.monotonic() + timeout
-        # The binary may be being rebuilt by another process: wait for it to be back.
-        while not os.access(binary, os.X_OK):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no server binary at {binary}; build it or set SWITCHBOARD_BIN")
-            time.sleep(0.5)
-        env = dict(os.environ)
-        for name in ("SWITCHBOARD_API_KEY", "SWITCHBOARD_CONFIG", "SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_HOST",
-                     "SWITCHBOARD_PORT", "SWITCHBOARD_DATABASE"):
-            env.pop(name, None)
-        if self.api_key:
-            env["SWITCHBOARD_API_KEY"] = self.api_key
-        env.update(self.extra_env)
-        args = [str(binary), "serve", "--port", str(self.port), "--database", f"sqlite:{self.database}", "--drain-timeout", "2"]
-        if self.config_path:
-            args += ["--config", str(self.config_path)]
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-        log.close()
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.api_url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer /healthz:\n{self.log()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if not self.process or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        # The binary may be being rebuilt by another process: launch waits for it to be back.
+        self.launch(time.monotonic() + timeout)
 
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
 
     def rest(self, method: str, path: str, body=None, key: bool = True, headers: dict | None = None):
         """(status, JSON or None) of a REST call, with the API key unless key=False."""

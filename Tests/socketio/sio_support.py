@@ -3,8 +3,9 @@ name of its own, so that running Tests/browser and Tests/socketio together does 
 their conftest modules):
 
 - `Server`: the switchboard binary with a config file, restartable, with REST helpers
-  (`publish`, `history`, `rest`). SWITCHBOARD_BIN overrides the binary
-  (default .build/debug/switchboard); a start waits for a binary being rebuilt and retries.
+  (`publish`, `history`, `rest`); the process itself is `SwitchboardProcess` of
+  Tests/pysupport/switchboard_server.py, shared with Tests/browser. SWITCHBOARD_BIN overrides
+  the binary (default .build/debug/switchboard); a start waits for a binary being rebuilt and retries.
 - `EngineIO`, `RawWS`, `Pending`: raw Engine.IO v4 over HTTP (requests) and WebSocket
   (websocket-client).
 - `SwitchboardWS`: a /v1/ws client. `Recorder`: the events a python-socketio client got.
@@ -14,10 +15,7 @@ their conftest modules):
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,7 +25,13 @@ import jwt
 import requests
 import websocket
 
-REPO = Path(__file__).resolve().parents[2]
+# The server process is shared with Tests/browser: Tests/pysupport/switchboard_server.py.
+_PYSUPPORT = str(Path(__file__).resolve().parents[1] / "pysupport")
+if _PYSUPPORT not in sys.path:
+    sys.path.insert(0, _PYSUPPORT)
+
+from switchboard_server import REPO, SwitchboardProcess, free_port  # noqa: E402,F401
+
 API_KEY = "socketio-tests-key-0123456789abcdef"
 JWT_SECRET = "socketio-tests-hs256-secret-0123456789abcdef"  # HS256 needs at least 32 bytes
 
@@ -61,17 +65,6 @@ SUITE_CONFIG = {
 }
 
 
-def _binary() -> Path:
-    path = Path(os.environ.get("SWITCHBOARD_BIN", REPO / ".build" / "debug" / "switchboard"))
-    return path if path.is_absolute() else REPO / path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def unique(prefix: str) -> str:
     """A channel name no other test uses (the servers live for the whole session)."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"
@@ -85,23 +78,19 @@ def mint(sub: str = "alice", secret: str = JWT_SECRET, ttl: int = 3600, **claims
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
-class Server:
+class Server(SwitchboardProcess):
     """The switchboard binary with a config file, an SQLite file and a fixed port."""
 
     def __init__(self, workdir: Path, config: dict, api_key: str | None = None, jwt_secret: str | None = None):
-        self.workdir = workdir
+        super().__init__(workdir, database="db.sqlite", api_key=api_key,
+                         env={"SWITCHBOARD_JWT_SECRET": jwt_secret} if jwt_secret else None)
         self.config = config
-        self.api_key = api_key
         self.jwt_secret = jwt_secret
-        self.port = free_port()
-        self.database = workdir / "db.sqlite"
         self.config_path = workdir / "config.yaml"
-        self.log_path = workdir / "server.log"
-        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.api_url
 
     @property
     def ws_url(self) -> str:
@@ -114,7 +103,7 @@ class Server:
         last_error = ""
         while True:
             try:
-                self._start_once(deadline)
+                self.launch(deadline, ready_timeout=30)
                 return
             except RuntimeError as e:
                 last_error = str(e)
@@ -124,61 +113,6 @@ class Server:
                 # The binary may have been replaced mid-start (another build): wait and retry.
                 time.sleep(1)
                 self.port = free_port()
-
-    def _start_once(self, deadline: float) -> None:
-        binary = _binary()
-        while not os.access(binary, os.X_OK):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no server binary at {binary}; build it or set SWITCHBOARD_BIN")
-            time.sleep(0.5)
-        env = dict(os.environ)
-        for name in ("SWITCHBOARD_CONFIG", "SWITCHBOARD_API_KEY", "SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_HOST",
-                     "SWITCHBOARD_PORT", "SWITCHBOARD_DATABASE"):
-            env.pop(name, None)
-        if self.api_key:
-            env["SWITCHBOARD_API_KEY"] = self.api_key
-        if self.jwt_secret:
-            env["SWITCHBOARD_JWT_SECRET"] = self.jwt_secret
-        log = open(self.log_path, "ab")
-        try:
-            self.process = subprocess.Popen(
-                [str(binary), "serve", "--port", str(self.port), "--database", f"sqlite:{self.database}",
-                 "--config", str(self.config_path), "--drain-timeout", "2"],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
-            )
-        except OSError as e:  # "text file busy" while the linker writes it
-            raise RuntimeError(f"could not run {binary}: {e}") from None
-        finally:
-            log.close()
-        start_deadline = min(deadline, time.monotonic() + 30)
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                r = requests.get(self.url + "/healthz", timeout=1)
-                if r.status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > start_deadline:
-                raise RuntimeError(f"the server did not answer /healthz:\n{self.log()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if not self.process or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
 
     # REST
 
