@@ -151,7 +151,8 @@ class TestEngineIOMessages:
         r = suite.post(sid, f'426["{ch}","json"]')
         assert r.status_code == 200
         packets = suite.poll_until(sid, lambda p: p.startswith("436"))
-        assert ack_args(packets[-1], 6)[0]["offset"] == 1
+        ack = next(p for p in packets if p.startswith("436"))
+        assert ack_args(ack, 6)[0]["offset"] == 1
 
     def test_m4_polling_invalid_packet(self, suite):
         sid, _ = suite.handshake()
@@ -358,7 +359,7 @@ class TestEngineIOUpgrade:
         # The session is still on polling.
         r = suite.post(sid, "40")
         assert (r.status_code, r.text) == (200, "ok")
-        assert suite.poll_until(sid, lambda p: p.startswith("40"))[-1].startswith('40{"sid":')
+        assert any(p.startswith('40{"sid":') for p in suite.poll_until(sid, lambda p: p.startswith("40")))
 
 
 # =======================================================================================
@@ -403,7 +404,7 @@ class TestSocketIOConnect:
         sid, _ = suite.handshake()
         suite.post(sid, "40/random")
         packets = suite.poll_until(sid, lambda p: p.startswith("44"))
-        assert packets[-1] == '44/random,{"message":"Invalid namespace"}'
+        assert '44/random,{"message":"Invalid namespace"}' in packets, packets
 
     def test_s6_invalid_handshake(self, suite):
         sock, _ = suite.ws_session()
