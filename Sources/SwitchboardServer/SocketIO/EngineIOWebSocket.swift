@@ -58,14 +58,7 @@ final class EngineIOWebSocket: WebSocketReceiver, Sendable {
     /// A Socket.IO event shared by every subscriber of a delivery (compressed where
     /// permessage-deflate was negotiated and it pays).
     func deliver(_ event: ByteBuffer, frames: inout MessageFrames) {
-        if deflate {
-            let compressed = frames.encoded(.socketIOEventDeflated) { _ in Deflate.frame(compressing: WebSocketWire.payload(of: event)) ?? ByteBuffer() }
-            if compressed.readableBytes > 0 {
-                outbox.fanout(compressed, key: outbox.socketIODeflatedKey, frames: &frames, for: connection)
-                return
-            }
-        }
-        outbox.fanout(event, key: outbox.socketIOKey, frames: &frames, for: connection)
+        outbox.fanout(event, outbox.socketIO, deflate: deflate, frames: &frames, for: connection)
     }
 
     func close(_ reason: CloseReason) {

@@ -49,10 +49,17 @@ final class LoopOutbox: Sendable {
 
     /// Keys of this loop's fan-outs in a delivery: one per encoding.
     final class Key: Sendable {}
-    let webSocketKey = Key()
-    let deflatedKey = Key()
-    let socketIOKey = Key()
-    let socketIODeflatedKey = Key()
+
+    /// A wire format of channel messages (`/v1/ws`'s, Socket.IO's): the keys of its plain
+    /// and compressed fan-outs, and the slot its compressed frame is kept in.
+    struct Encoding: Sendable {
+        let plain = Key()
+        let deflated = Key()
+        let deflatedSlot: MessageFrames.Slot
+    }
+
+    let webSocket = Encoding(deflatedSlot: .deflated)
+    let socketIO = Encoding(deflatedSlot: .socketIOEventDeflated)
 
     private struct Pending {
         var entries: [Entry] = []
@@ -91,10 +98,21 @@ final class LoopOutbox: Sendable {
         add(.close(reason, connection))
     }
 
-    /// `connection`'s share of a delivery: the frame, built once, goes to every connection
-    /// of this loop that took it under `key`, as one entry when the delivery commits.
-    func fanout(_ frame: ByteBuffer, key: Key, frames: inout MessageFrames, for connection: WebSocketHandler.Ref) {
-        frames.batch(key) { Fanout(outbox: self, frame: frame) }.add(connection)
+    /// `connection`'s share of a delivery: `frame` in `encoding`, built once, goes to every
+    /// connection of this loop that takes it, as one entry when the delivery commits. Where
+    /// permessage-deflate was negotiated, the frame compressed instead (once per delivery),
+    /// unless it is too short to pay.
+    func fanout(_ frame: ByteBuffer, _ encoding: Encoding, deflate: Bool, frames: inout MessageFrames, for connection: WebSocketHandler.Ref) {
+        if deflate {
+            let compressed = frames.encoded(encoding.deflatedSlot) { _ in
+                Deflate.frame(compressing: WebSocketWire.payload(of: frame)) ?? ByteBuffer()
+            }
+            if compressed.readableBytes > 0 {
+                frames.batch(encoding.deflated) { Fanout(outbox: self, frame: compressed) }.add(connection)
+                return
+            }
+        }
+        frames.batch(encoding.plain) { Fanout(outbox: self, frame: frame) }.add(connection)
     }
 
     private func add(_ entry: Entry) {

@@ -43,7 +43,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     static func accept(channel: any Channel, environment: SessionEnvironment, identity: Identity, ip: String, deflate: Bool) throws {
         let handler = try environment.makeHandler(for: channel, deflate: deflate)
         let connection = WebSocketConnection(channel: channel, connection: handler.ref, environment: environment, ip: ip)
-        let session = environment.makeSession(transport: "websocket", identity: identity, output: connection)
+        let session = environment.makeSession(identity: identity, output: connection)
         connection.sessionBox.withLock { $0 = session }
         handler.attach(connection)
         try channel.pipeline.syncOperations.addHandler(handler)
@@ -54,15 +54,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
     // MARK: SessionOutput
 
     func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
-        let plain = frames.webSocket()
-        if deflate {
-            let compressed = frames.encoded(.deflated) { _ in Deflate.frame(compressing: plain.json) ?? ByteBuffer() }
-            if compressed.readableBytes > 0 {
-                outbox.fanout(compressed, key: outbox.deflatedKey, frames: &frames, for: connection)
-                return
-            }
-        }
-        outbox.fanout(plain.wire, key: outbox.webSocketKey, frames: &frames, for: connection)
+        outbox.fanout(frames.webSocket().wire, outbox.webSocket, deflate: deflate, frames: &frames, for: connection)
     }
 
     func presence(_ change: PresenceChange) {
