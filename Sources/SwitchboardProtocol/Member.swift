@@ -16,21 +16,24 @@ public struct Member: Sendable, Equatable {
 
 }
 
-/// A member joining or leaving a presence channel.
+/// A member joining or leaving a presence channel. Its JSON is built once, when the change
+/// is made, and shared by every subscriber told of it.
 public struct PresenceChange: Sendable, Equatable {
     public enum Kind: String, Sendable { case join, leave }
-    public var kind: Kind
-    public var channel: String
-    public var member: Member
+    public let kind: Kind
+    public let channel: String
+    public let member: Member
+    /// The member, serialized.
+    public let memberJSON: String
+    /// `{"channel":…,"member":{…},"type":"join"|"leave"}`, as `/v1/ws` and SSE push it.
+    public let json: String
 
     public init(_ kind: Kind, channel: String, member: Member) {
         self.kind = kind
         self.channel = channel
         self.member = member
-    }
-
-    /// `{"channel":…,"member":{…},"type":"join"|"leave"}`, as `/v1/ws` and SSE push it.
-    public var json: String {
-        JSONValue.object(["type": .string(kind.rawValue), "channel": .string(channel), "member": member.json]).serialized
+        memberJSON = member.json.serialized
+        // Keys in sorted order, as `JSONValue.serialized` writes them.
+        json = #"{"channel":"# + JSONValue.quoted(channel) + #","member":"# + memberJSON + #","type":""# + kind.rawValue + #""}"#
     }
 }

@@ -75,4 +75,16 @@ struct PostgresURLTests {
             #expect(throws: PostgresURL.Invalid.self, "\(bad)") { try PostgresURL(bad) }
         }
     }
+
+    @Test("a presence change's JSON, built once, is what serializing its parts gives")
+    func presenceJSON() {
+        for member in [Member(client: "c1", user: "ann \"a\"", info: ["color": "red"]), Member(client: "c2", user: nil, info: nil)] {
+            for kind in [PresenceChange.Kind.join, .leave] {
+                let change = PresenceChange(kind, channel: "chat:ü\"x", member: member)
+                let expected = JSONValue.object(["type": .string(kind.rawValue), "channel": .string(change.channel), "member": member.json])
+                #expect(change.json == expected.serialized)
+                #expect(change.memberJSON == member.json.serialized)
+            }
+        }
+    }
 }

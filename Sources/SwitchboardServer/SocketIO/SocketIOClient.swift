@@ -128,7 +128,7 @@ import SwitchboardCore
         channels += handshake.channels
         var unique: [String] = []
         for channel in channels where !unique.contains(channel) { unique.append(channel) }
-        let session = server.environment.makeSession(transport: "socketio", identity: identity, output: self)
+        let session = server.environment.makeSession(identity: identity, output: self)
         do {
             for channel in unique {
                 _ = try Access.channel(channel)
@@ -331,8 +331,7 @@ import SwitchboardCore
 
     /// Joins and leaves as events `join` and `leave` with `{"channel","member"}`.
     func presence(_ change: PresenceChange) {
-        let argument: JSONValue = ["channel": .string(change.channel), "member": change.member.json]
-        engine.send("42[\"\(change.kind.rawValue)\",\(argument.serialized)]")
+        engine.send("42[\"\(change.kind.rawValue)\",{\"channel\":\(JSONValue.quoted(change.channel)),\"member\":\(change.memberJSON)}]")
     }
 
     func close(_ reason: CloseReason) {
