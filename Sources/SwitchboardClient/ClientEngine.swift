@@ -98,8 +98,6 @@ actor ClientEngine {
         watchers.removeValue(forKey: id)
     }
 
-    var currentState: ConnectionState { state }
-
     private func set(_ new: ConnectionState) {
         guard new != state else { return }
         state = new

@@ -96,7 +96,6 @@ public struct SwitchboardServer: Sendable {
         let logger = self.logger
         let gate = self.gate
         let limiter = self.limiter
-        let authenticator = self.authenticator
         let addresses = self.addresses
         let webSockets = self.sessions
         let socketIO = self.socketIO

@@ -96,7 +96,7 @@ struct EventStreamRoute {
         )
         let identity = try await gate.admit(handshake, ip: ip)
         let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
-        let session = environment.makeSession(transport: "sse", identity: identity, output: stream)
+        let session = environment.makeSession(identity: identity, output: stream)
         // Refused before the stream starts, with the status of the first channel refused.
         for channel in channels { try session.access.check(.subscribe(presence: false), channel: channel) }
 

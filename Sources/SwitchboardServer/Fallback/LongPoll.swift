@@ -80,7 +80,7 @@ struct LongPollRoute {
             }
         }
         guard let channel else { throw ProtocolError.badRequest("channel is required: /v1/poll?channel=C&since=EPOCH:OFFSET") }
-        try Access(identity: context.identity, namespaces: node.namespaces).check(.history, channel: channel)
+        try node.access(context.identity).check(.history, channel: channel)
 
         let waiter = PollWaiter()
         let subscription = try await node.subscribe(waiter, channel: channel, since: since)

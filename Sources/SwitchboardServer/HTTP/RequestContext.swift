@@ -32,7 +32,8 @@ struct AuthMiddleware: RouterMiddleware {
             forwarded: request.headers[values: .forwarded]
         )
         // Socket.IO's credentials are read at its CONNECT, where a bad one is a CONNECT_ERROR.
-        if !request.uri.path.hasPrefix("/socket.io") {
+        let path = request.uri.path
+        if path != "/socket.io/" && path != "/socket.io" {
             context.identity = try await authenticator.identify(Credentials.from(request))
         }
         return try await next(request, context)

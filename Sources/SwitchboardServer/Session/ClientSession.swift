@@ -10,7 +10,6 @@ import SwitchboardStore
 /// `SessionCommand`s, and write what the session hands their `SessionOutput`.
 final class ClientSession: Subscriber {
     let clientID: String
-    let transport: String
     private let node: Node
     private let authenticator: Authenticator
     private let logger: Logger
@@ -28,11 +27,10 @@ final class ClientSession: Subscriber {
     private let state: Mutex<State>
 
     init(
-        transport: String, identity: Identity, node: Node, authenticator: Authenticator, maxSubscriptions: Int,
+        identity: Identity, node: Node, authenticator: Authenticator, maxSubscriptions: Int,
         logger: Logger, output: any SessionOutput
     ) {
         self.clientID = Self.makeClientID()
-        self.transport = transport
         self.node = node
         self.authenticator = authenticator
         self.maxSubscriptions = maxSubscriptions
@@ -42,8 +40,7 @@ final class ClientSession: Subscriber {
     }
 
     var identity: Identity { state.withLock { $0.identity } }
-    var access: Access { Access(identity: identity, namespaces: node.namespaces) }
-    var channels: Set<String> { state.withLock { $0.channels } }
+    var access: Access { node.access(identity) }
 
     // MARK: Commands
 
@@ -55,10 +52,9 @@ final class ClientSession: Subscriber {
             case .ping:
                 answer(.success("{}"))
             case .subscribe(let channel, let since, let presence):
-                let subscription = try await subscribe(channel, since: since, presence: presence) { position, recovered in
+                _ = try await subscribe(channel, since: since, presence: presence) { position, recovered in
                     answer(.success(Self.subscribed(channel, position: position, recovered: recovered).serialized))
                 }
-                _ = subscription
             case .unsubscribe(let channel):
                 unsubscribe(channel)
                 answer(.success("{}"))

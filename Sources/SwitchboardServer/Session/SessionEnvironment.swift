@@ -24,7 +24,6 @@ final class SessionEnvironment: Sendable {
     let commandsPerSecond: Int
     let commandBurst: Int
     let subscriptions: Int
-    let namespaces: Namespaces
 
     init(
         configuration: ServerConfiguration, node: Node, authenticator: Authenticator, logger: Logger,
@@ -46,7 +45,6 @@ final class SessionEnvironment: Sendable {
         self.commandsPerSecond = limits.commandsPerSecond
         self.commandBurst = limits.commandBurst
         self.subscriptions = limits.subscriptions
-        self.namespaces = configuration.namespaces
     }
 
     /// The frame handler of an upgraded WebSocket, not yet in its pipeline (its receiver is
@@ -57,10 +55,10 @@ final class SessionEnvironment: Sendable {
         return WebSocketHandler(settings: self, heartbeat: heartbeats(channel.eventLoop), deflate: deflate)
     }
 
-    /// A new client session for a connection of `transport`.
-    func makeSession(transport: String, identity: Identity, output: any SessionOutput) -> ClientSession {
+    /// A new client session for a connection.
+    func makeSession(identity: Identity, output: any SessionOutput) -> ClientSession {
         ClientSession(
-            transport: transport, identity: identity, node: node, authenticator: authenticator,
+            identity: identity, node: node, authenticator: authenticator,
             maxSubscriptions: subscriptions, logger: logger, output: output
         )
     }
