@@ -295,12 +295,13 @@ public final class SQLiteStore: Store, BatchWriter {
         sql += " ORDER BY id LIMIT ?"
         arguments += [limit + 1]
         let channel = Names.collectionChannel(collection)
-        let (rows, position) = try await pool.read { [sql, arguments] db in
-            (try Row.fetchAll(db, sql: sql, arguments: arguments), try Self.position(db, channel: channel, defaultEpoch: epoch))
+        let query = sql, values = arguments
+        // Rows are made into records inside the read: they may not leave the database's queue.
+        let (records, position) = try await pool.read { db in
+            (try Row.fetchAll(db, sql: query, arguments: values).map(Self.record), try Self.position(db, channel: channel, defaultEpoch: epoch))
         }
-        var items = try rows.prefix(limit).map(Self.record)
-        let next = rows.count > limit ? items.last?.id : nil
-        if items.count > limit { items.removeLast(items.count - limit) }
+        let items = Array(records.prefix(limit))
+        let next = records.count > limit ? items.last?.id : nil
         return RecordPage(items: items, next: next, position: position)
     }
 
