@@ -36,7 +36,7 @@ public struct LiveCollection<T: Decodable & Sendable>: Sendable {
     }
 
     private func follow(_ continuation: AsyncThrowingStream<[CollectionItem<T>], any Error>.Continuation) async throws {
-        let channel = "collection:\(name)"
+        let channel = Names.collectionChannel(name)
         while !Task.isCancelled {
             let (records, position) = try await snapshot()
             var items = records
@@ -58,8 +58,7 @@ public struct LiveCollection<T: Decodable & Sendable>: Sendable {
             }
             if !reset { return }
             // The feed could not resume: read the records again and follow from there.
-            subscription.cancel()
-            try await Task.sleep(for: .milliseconds(50))
+            await subscription.handle.unsubscribe()
         }
     }
 

@@ -126,6 +126,11 @@ public struct Subscription: AsyncSequence, Sendable {
             Task { await engine.unsubscribe(channel, handle: id) }
         }
 
+        /// Unsubscribes and returns once the channel is free to subscribe to again.
+        func unsubscribe() async {
+            await engine.unsubscribe(channel, handle: id)
+        }
+
         deinit { cancel() }
     }
 
