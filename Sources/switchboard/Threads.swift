@@ -9,8 +9,11 @@ enum Threads {
     /// single-threaded server would, instead of loops that take turns on that core. And
     /// Swift concurrency's jobs (HTTP handlers, commands) run on those loops instead of a
     /// pool of their own, so that a request does not cross threads to be answered.
+    /// An operator's `NIO_SINGLETON_GROUP_LOOP_COUNT` still decides, as NIO documents.
     static func configureForServing() {
-        NIOSingletons.groupLoopCountSuggestion = allowedCPUs() ?? System.coreCount
+        if ProcessInfo.processInfo.environment["NIO_SINGLETON_GROUP_LOOP_COUNT"] == nil {
+            NIOSingletons.groupLoopCountSuggestion = allowedCPUs() ?? System.coreCount
+        }
         concurrencyOnEventLoops = runTasksOnEventLoops()
     }
 
