@@ -60,6 +60,14 @@ enum PostgresErrors {
         }
     }
 
+    /// A deadlock (40P01) or a serialization failure (40001): PostgreSQL rolled the
+    /// transaction back, and running it again is safe.
+    static func isRetryable(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, error.code == .server else { return false }
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return state == "40P01" || state == "40001"
+    }
+
     /// One line for logs and errors, without the query or its values.
     static func describe(_ error: any Error) -> String {
         if let error = error as? PSQLError {

@@ -143,6 +143,75 @@ enum PostgresSchema {
             $$
             """,
         ]),
+        // Version 1's batch claimed each publish's key just before taking its channel's
+        // counter, so two batches with the same keys in different orders could each hold
+        // what the other waited for (PostgreSQL broke the cycle after its deadlock_timeout,
+        // and one batch failed). Every batch now takes its locks in one order: first all its
+        // keys, by channel and key; then the counters, by channel, each once.
+        (2, [
+            """
+            CREATE OR REPLACE FUNCTION switchboard_publish_batch(
+                p_channels text[], p_data text[], p_keys text[], p_keep integer[], p_ttl_ms bigint[],
+                p_now bigint, p_window bigint, p_epoch text
+            ) RETURNS TABLE (out_epoch text, out_pos bigint, out_duplicate boolean) LANGUAGE plpgsql AS $$
+            DECLARE
+                n integer := coalesce(array_length(p_channels, 1), 0);
+                epochs text[] := array_fill(NULL::text, ARRAY[n]);
+                offsets bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+                duplicates boolean[] := array_fill(false, ARRAY[n]);
+                i integer;
+                r record;
+                v_epoch text;
+                v_pos bigint;
+            BEGIN
+                -- The keys. One already claimed (by a committed publish, or earlier in this
+                -- batch) makes a duplicate; one claimed by a batch still running waits for
+                -- its commit.
+                FOR i IN SELECT t.ord FROM unnest(p_channels, p_keys) WITH ORDINALITY AS t(name, key, ord)
+                         WHERE t.key <> '' ORDER BY t.name, t.key, t.ord LOOP
+                    INSERT INTO idempotency AS k (channel, key, epoch, pos, created_at)
+                    VALUES (p_channels[i], p_keys[i], '', 0, p_now)
+                    ON CONFLICT (channel, key) DO UPDATE SET epoch = '', pos = 0, created_at = p_now
+                        WHERE k.created_at <= p_now - p_window;
+                    duplicates[i] := NOT FOUND;
+                END LOOP;
+                -- Each channel's counter, once for its new messages, which take its next
+                -- offsets in the batch's order.
+                FOR r IN SELECT t.name, count(*)::integer AS fresh, (array_agg(t.keep ORDER BY t.ord DESC))[1] AS keep,
+                                array_agg(t.ord::integer ORDER BY t.ord) AS ords
+                         FROM unnest(p_channels, p_keep, duplicates) WITH ORDINALITY AS t(name, keep, dup, ord)
+                         WHERE NOT t.dup GROUP BY t.name ORDER BY t.name LOOP
+                    INSERT INTO channels AS c (name, epoch, last_offset, keep) VALUES (r.name, p_epoch, r.fresh, r.keep)
+                    ON CONFLICT (name) DO UPDATE SET last_offset = c.last_offset + r.fresh, keep = r.keep
+                    RETURNING c.epoch, c.last_offset - r.fresh INTO v_epoch, v_pos;
+                    FOREACH i IN ARRAY r.ords LOOP
+                        v_pos := v_pos + 1;
+                        epochs[i] := v_epoch;
+                        offsets[i] := v_pos;
+                        INSERT INTO messages (channel, pos, data, created_at, expires_at)
+                        VALUES (r.name, v_pos, p_data[i], p_now, CASE WHEN p_ttl_ms[i] > 0 THEN p_now + p_ttl_ms[i] END);
+                        IF p_keys[i] <> '' THEN
+                            UPDATE idempotency SET epoch = v_epoch, pos = v_pos WHERE channel = r.name AND key = p_keys[i];
+                        END IF;
+                    END LOOP;
+                END LOOP;
+                -- Duplicates answer with their key's position, now known.
+                FOR i IN SELECT t.ord FROM unnest(duplicates) WITH ORDINALITY AS t(dup, ord) WHERE t.dup LOOP
+                    SELECT k.epoch, k.pos INTO v_epoch, v_pos FROM idempotency k
+                    WHERE k.channel = p_channels[i] AND k.key = p_keys[i];
+                    epochs[i] := v_epoch;
+                    offsets[i] := v_pos;
+                END LOOP;
+                RETURN QUERY SELECT e.v, o.v, d.v
+                    FROM unnest(epochs) WITH ORDINALITY AS e(v, ord)
+                    JOIN unnest(offsets) WITH ORDINALITY AS o(v, ord) USING (ord)
+                    JOIN unnest(duplicates) WITH ORDINALITY AS d(v, ord) USING (ord)
+                    ORDER BY ord;
+            END
+            $$
+            """,
+            "DROP FUNCTION switchboard_publish(text, text, text, integer, bigint, bigint, bigint, text)",
+        ]),
     ]
 
     /// Applies what is missing, and returns the database's epoch.

@@ -9,8 +9,8 @@ import SwitchboardStore
 
 /// The cluster's store (SPEC section 7): every node given the same database is one cluster.
 ///
-/// The messages table is the truth. A publish is one call of `switchboard_publish` (one
-/// statement, one round trip); once it has committed, the node hands the message to its own
+/// The messages table is the truth. Publishes go in batches (`PublishBatcher`), a batch
+/// being one call of `switchboard_publish_batch` (one statement, one round trip); once it has committed, the node hands the message to its own
 /// feed and queues a notification for the others (after the commit, never inside the
 /// transaction: NOTIFY takes a cluster-wide lock until commit). The other nodes learn of it
 /// from the notification, or, if that is lost, from the listener's catch-up and the poller,
@@ -117,14 +117,24 @@ public final class PostgresStore: Store {
         let keep = requests.map(\.keep)
         let ttl = requests.map(\.ttlMillis)
         let epoch = databaseEpoch
-        return try await run {
-            try await Self.rows(
-                try await self.client.query("""
-                    SELECT out_epoch, out_pos, out_duplicate FROM switchboard_publish_batch(\(channels), \(data), \(keys), \(keep), \
-                    \(ttl), \(now), \(Idempotency.windowMillis), \(epoch))
-                    """),
-                as: (String, Int64, Bool).self
-            ).map { (epoch: $0.0, offset: $0.1, duplicate: $0.2) }
+        // Batches take their locks in one order, but the pruning of old keys does not: a
+        // batch that PostgreSQL picked to break a deadlock was rolled back whole, so it runs again.
+        var attempt = 1
+        while true {
+            do {
+                return try await run {
+                    try await Self.rows(
+                        try await self.client.query("""
+                            SELECT out_epoch, out_pos, out_duplicate FROM switchboard_publish_batch(\(channels), \(data), \(keys), \
+                            \(keep), \(ttl), \(now), \(Idempotency.windowMillis), \(epoch))
+                            """),
+                        as: (String, Int64, Bool).self
+                    ).map { (epoch: $0.0, offset: $0.1, duplicate: $0.2) }
+                }
+            } catch where attempt < 3 && PostgresErrors.isRetryable(error) {
+                logger.warning("a publish batch was rolled back and runs again", metadata: ["reason": "\(PostgresErrors.describe(error))"])
+                attempt += 1
+            }
         }
     }
 
