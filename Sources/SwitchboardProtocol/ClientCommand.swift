@@ -15,6 +15,12 @@ public struct ClientCommand: Sendable {
         public var error: ProtocolError
     }
 
+    public init(id: Int64, op: Op, fields: [String: JSONValue]) {
+        self.id = id
+        self.op = op
+        self.fields = fields
+    }
+
     public static func parse(_ text: some Collection<UInt8>) throws(Rejection) -> ClientCommand {
         let value: JSONValue
         do {

@@ -563,6 +563,7 @@ def test_unsupported_post_payload(server, sio_client, eio, body, content_type):
     ("subscribe", {"channel": "bad name!"}),
     ("subscribe", {"channel": "chat:x", "since": "no-offset"}),
     ("subscribe", {"channel": "chat:x", "since": {"epoch": 1, "offset": "x"}}),
+    ("subscribe", {"channel": "chat:x", "presence": "yes"}),
     ("unsubscribe", [1]),
     ("history", {"channel": "chat:x", "limit": 0}),
     ("history", {"channel": "chat:x", "limit": "ten"}),

@@ -113,7 +113,13 @@ final class ClientSession: Subscriber {
         do {
             let identity = self.identity
             let member = Member(client: clientID, user: identity.user, info: identity.info)
-            subscription = try await node.subscribe(self, channel: channel, since: since, member: member, wantsPresence: presence, reply: reply)
+            let output = self.output
+            subscription = try await node.subscribe(
+                self, channel: channel, since: since, member: member, wantsPresence: presence
+            ) { position, recovered in
+                output.subscribed(channel, at: position)
+                reply?(position, recovered)
+            }
         } catch {
             state.withLock { _ = $0.channels.remove(channel) }
             throw error
@@ -127,6 +133,7 @@ final class ClientSession: Subscriber {
     func unsubscribe(_ channel: String) {
         if state.withLock({ $0.channels.remove(channel) }) != nil {
             node.unsubscribe(self, channel: channel)
+            output.unsubscribed(channel)
         }
     }
 
@@ -202,4 +209,14 @@ protocol SessionOutput: AnyObject, Sendable {
     func waitForRoom() async
     /// The credentials now expire at this time (or never): close with 4101 then.
     func expires(atMillis: Int64?)
+    /// A subscription starts at `position`; its answer and the missed messages follow.
+    func subscribed(_ channel: String, at position: Position)
+    /// The client left `channel`.
+    func unsubscribed(_ channel: String)
+}
+
+extension SessionOutput {
+    /// Only transports that report positions themselves (Socket.IO recovery) track them.
+    func subscribed(_ channel: String, at position: Position) {}
+    func unsubscribed(_ channel: String) {}
 }

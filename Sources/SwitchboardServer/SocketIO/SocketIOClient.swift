@@ -8,7 +8,11 @@ import SwitchboardCore
 /// events named after their channel, and connection state recovery by offsets. Every
 /// permission check is the `ClientSession`'s; this only speaks the wire format.
 @_spi(Benchmarks) public final class SocketIOClient: SessionOutput {
-    private unowned let engine: EngineIOSession
+    /// Weak: the session commands (and a subscription being set up) may outlive the
+    /// Engine.IO session, which owns this; what they send then goes nowhere.
+    private weak let engine: EngineIOSession?
+    private let server: SocketIOServer
+    private let recovery: Bool
     private let handshake: SocketIOHandshake
     private let commands = SerialQueue()
 
@@ -21,14 +25,16 @@ import SwitchboardCore
         /// offset argument carries.
         var positions: [String: Position] = [:]
         var expiry: Scheduled<Void>?
+        /// The Engine.IO connection is gone: no session may start.
+        var ended = false
     }
 
     private let state = Mutex(State())
-    private var server: SocketIOServer { engine.server }
-    private var recovery: Bool { server.settings.recovery }
 
     init(engine: EngineIOSession, handshake: SocketIOHandshake) {
         self.engine = engine
+        self.server = engine.server
+        self.recovery = engine.server.settings.recovery
         self.handshake = handshake
     }
 
@@ -138,7 +144,15 @@ import SwitchboardCore
             refuse(error)
             return
         }
-        state.withLock { $0.session = session }
+        // The Engine.IO connection may have ended while the credential was verified.
+        let open = state.withLock { s in
+            if !s.ended { s.session = session }
+            return !s.ended
+        }
+        guard open, let engine else {
+            session.ended()
+            return
+        }
         server.connected(engine, session: session)
         expires(atMillis: identity.expiresAtMillis)
         let sid = SocketIOServer.makeID()
@@ -156,9 +170,7 @@ import SwitchboardCore
         var recovered = clientPID != nil && !saved.isEmpty
         for channel in Set(saved.keys).union(unique).sorted() {
             do {
-                let subscription = try await session.subscribe(channel, since: saved[channel]) { position, _ in
-                    self.state.withLock { $0.positions[channel] = position }
-                }
+                let subscription = try await session.subscribe(channel, since: saved[channel])
                 if saved[channel] == nil || !subscription.recovered { recovered = false }
             } catch {
                 recovered = false
@@ -176,7 +188,7 @@ import SwitchboardCore
                 try await session.subscribe(channel, since: nil)
             } catch {
                 server.environment.logger.warning("Socket.IO connect could not subscribe", metadata: ["channel": "\(channel)", "error": "\(error)"])
-                engine.close(.internalError("could not join \(channel)"))
+                engine?.close(.internalError("could not join \(channel)"))
                 return
             }
         }
@@ -208,49 +220,28 @@ import SwitchboardCore
             return
         }
         await session.run(command) { result in
-            if case .success(let json) = result, case .subscribe(let channel, _, _) = command,
-               let position = try? JSONValue.parse(json), let epoch = position["epoch"]?.stringValue, let offset = position["offset"]?.intValue {
-                self.state.withLock { $0.positions[channel] = Position(epoch: epoch, offset: offset) }
-            }
             if let ackID { self.acknowledge(ackID, result) }
         }
-        if case .unsubscribe(let channel) = command { state.withLock { _ = $0.positions.removeValue(forKey: channel) } }
     }
 
-    /// The session command an event stands for (SPEC section 8).
+    /// The session command an event stands for (SPEC section 8): the four command events
+    /// carry the fields of `/v1/ws`'s commands and are checked by the same rules, except that
+    /// `since` may also be `"EPOCH:OFFSET"`; any other name publishes its argument.
     static func command(_ name: String, _ argument: JSONValue) throws(ProtocolError) -> SessionCommand {
-        func channel() throws(ProtocolError) -> String {
-            guard case .string(let channel) = argument["channel"] else { throw .badRequest("\(name) needs {\"channel\": string}") }
-            return try Access.channel(channel)
-        }
-        func since() throws(ProtocolError) -> Position? {
-            switch argument["since"] {
-            case nil, .null: return nil
-            case .string(let text):
-                guard let position = Position(text) else { throw .badRequest("\"since\" must be \"EPOCH:OFFSET\" or {\"epoch\",\"offset\"}") }
-                return position
-            case let value?:
-                guard let position = Position(json: value) else { throw .badRequest("\"since\" must be \"EPOCH:OFFSET\" or {\"epoch\",\"offset\"}") }
-                return position
-            }
-        }
+        let op: ClientCommand.Op
         switch name {
-        case "subscribe":
-            return .subscribe(channel: try channel(), since: try since(), presence: argument["presence"]?.boolValue ?? false)
-        case "unsubscribe":
-            return .unsubscribe(channel: try channel())
-        case "history":
-            var limit = 100
-            if let value = argument["limit"] {
-                guard let n = value.intValue, (1...1000).contains(n) else { throw .badRequest("\"limit\" must be an integer from 1 to 1000") }
-                limit = Int(n)
-            }
-            return .history(channel: try channel(), since: try since(), limit: limit)
-        case "presence":
-            return .presence(channel: try channel())
-        default:
-            return .publish(channel: try Access.channel(name), data: argument, idempotencyKey: nil)
+        case "subscribe": op = .subscribe
+        case "unsubscribe": op = .unsubscribe
+        case "history": op = .history
+        case "presence": op = .presence
+        default: return .publish(channel: try Access.channel(name), data: argument, idempotencyKey: nil)
         }
+        guard case .object(var fields) = argument else { throw .badRequest("\(name) needs {\"channel\": string}") }
+        if case .string(let text) = fields["since"] {
+            guard let position = Position(text) else { throw .badRequest("\"since\" must be \"EPOCH:OFFSET\" or {\"epoch\",\"offset\"}") }
+            fields["since"] = .object(["epoch": .string(position.epoch), "offset": .int(position.offset)])
+        }
+        return try SessionCommand(ClientCommand(id: 0, op: op, fields: fields))
     }
 
     /// ACK `[result]`, or `[{"error":{…}}]` for a refusal.
@@ -260,16 +251,16 @@ import SwitchboardCore
         case .success(let json): argument = json
         case .failure(let error): argument = JSONValue.object(["error": error.json]).serialized
         }
-        engine.send("43\(id)[\(argument)]")
+        engine?.send("43\(id)[\(argument)]")
     }
 
     /// A protocol violation: the Engine.IO connection ends (as Socket.IO's servers do).
     private func fail(_ reason: String) {
-        engine.end(reason: reason, close: .protocolError(reason))
+        engine?.end(reason: reason, close: .protocolError(reason))
     }
 
     private func send(_ packet: SocketIOPacket) {
-        engine.send(EngineIOPacket.message(packet.encoded).text)
+        engine?.send(EngineIOPacket.message(packet.encoded).text)
     }
 
     /// DISCONNECT: the server ends the socket, and the client does not reconnect.
@@ -281,6 +272,7 @@ import SwitchboardCore
     func ended() {
         let (session, expiry) = state.withLock { s in
             defer {
+                s.ended = true
                 s.session = nil
                 s.expiry = nil
             }
@@ -293,6 +285,7 @@ import SwitchboardCore
     // MARK: SessionOutput
 
     func deliver(_ message: ChannelMessage, frames: inout MessageFrames) {
+        guard let engine else { return }
         guard recovery else {
             let frame = frames.encoded(.socketIOEvent) { PushFrame(json: Self.eventPacket($0)).wire }
             if let webSocket = engine.webSocket {
@@ -331,19 +324,30 @@ import SwitchboardCore
 
     /// Joins and leaves as events `join` and `leave` with `{"channel","member"}`.
     func presence(_ change: PresenceChange) {
-        engine.send("42[\"\(change.kind.rawValue)\",{\"channel\":\(JSONValue.quoted(change.channel)),\"member\":\(change.memberJSON)}]")
+        engine?.send("42[\"\(change.kind.rawValue)\",{\"channel\":\(JSONValue.quoted(change.channel)),\"member\":\(change.memberJSON)}]")
     }
 
     func close(_ reason: CloseReason) {
-        engine.close(reason)
+        engine?.close(reason)
     }
 
     func waitForRoom() async {
-        await engine.waitForRoom()
+        await engine?.waitForRoom()
+    }
+
+    /// Recovery: where a channel's events start, before its missed messages are sent.
+    func subscribed(_ channel: String, at position: Position) {
+        guard recovery else { return }
+        state.withLock { $0.positions[channel] = position }
+    }
+
+    func unsubscribed(_ channel: String) {
+        guard recovery else { return }
+        state.withLock { _ = $0.positions.removeValue(forKey: channel) }
     }
 
     func expires(atMillis millis: Int64?) {
-        let engine = self.engine
+        guard let engine else { return }
         let scheduled = millis.map { millis in
             server.eventLoop.scheduleTask(in: .milliseconds(max(0, millis - Timestamp.nowMilliseconds()))) {
                 engine.close(.tokenExpired)
