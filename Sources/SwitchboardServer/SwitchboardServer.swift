@@ -83,7 +83,7 @@ public struct SwitchboardServer: Sendable {
         EventStreamRoute(environment: sessions, gate: gate, configuration: configuration, metrics: metrics, logger: logger)
             .register(on: router)
         LongPollRoute(node: node).register(on: router)
-        SocketIORoutes(server: socketIO, origins: origins).register(on: router)
+        SocketIORoutes(server: socketIO, gate: gate).register(on: router)
         return router
     }
 

@@ -17,7 +17,7 @@ import requests
 import socketio
 import websocket
 
-from sio_support import API_KEY, JWT_SECRET, mint, unique
+from sio_support import API_KEY, JWT_SECRET, LIMITS, SUITE_CONFIG, EngineIO, Server, mint, unique
 
 MODES = {
     "polling": (["polling"], "polling"),
@@ -523,6 +523,52 @@ def test_unknown_sid_websocket_is_refused(server, eio):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         eio.ws(query="EIO=4&transport=websocket&sid=nosuchsession1234567")
     assert refused.value.status_code == 400
+
+
+def test_foreign_origin_is_refused_on_every_transport(server, sio_client, eio):
+    """SPEC sections 5 and 8: `/v1/ws`'s origin check. The secured server lists no
+    allowed_origins, so only its own origin may open a polling session, a WebSocket, or
+    upgrade a session to WebSocket; a refusal is 403 with Engine.IO's code 4."""
+    foreign = "http://evil.example"
+    r = requests.get(eio.url, params=eio.params(), headers={"Origin": foreign}, timeout=5)
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert r.json()["code"] == 4 and foreign in r.json()["message"], r.text
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{eio.ws_base}?EIO=4&transport=websocket", origin=foreign, timeout=5)
+    assert refused.value.status_code == 403
+    # A session opened from the server's own origin cannot be taken over by a foreign page.
+    r = requests.get(eio.url, params=eio.params(), headers={"Origin": server.url}, timeout=5)
+    assert r.status_code == 200 and r.text.startswith("0{"), (r.status_code, r.text)
+    sid = json.loads(r.text[1:])["sid"]
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{eio.ws_base}?EIO=4&transport=websocket&sid={sid}", origin=foreign, timeout=5)
+    assert refused.value.status_code == 403
+    assert eio.post(sid, "40").status_code == 200  # The session itself goes on.
+    assert_server_works(server, sio_client)
+
+
+def test_handshake_flood_from_one_address_gets_429(tmp_path):
+    """SPEC sections 5 and 8: `/v1/ws`'s per-IP handshake rate counts Engine.IO's new
+    sessions, polling and WebSocket alike (429, code 4); a session already open keeps polling."""
+    srv = Server(tmp_path, dict(SUITE_CONFIG, limits=dict(LIMITS, handshakes_per_second=2)))
+    srv.start()
+    try:
+        e = EngineIO(srv)
+        sid, _ = e.handshake()
+        statuses = [requests.get(e.url, params=e.params(), timeout=5) for _ in range(10)]
+        refused = [r for r in statuses if r.status_code == 429]
+        assert refused and all(r.status_code in (200, 429) for r in statuses), [r.status_code for r in statuses]
+        assert refused[0].json()["code"] == 4 and "handshakes" in refused[0].json()["message"], refused[0].text
+        with pytest.raises(websocket.WebSocketBadStatusException) as flood:
+            for _ in range(10):
+                e.ws()
+        assert flood.value.status_code == 429
+        # Requests of the open session are not handshakes.
+        assert e.post(sid, "40").status_code == 200
+        r = e.get(sid)
+        assert r.status_code == 200 and r.text.startswith("40{"), r.text
+    finally:
+        srv.stop()
 
 
 def test_oversize_post(server, sio_client, eio):

@@ -14,12 +14,18 @@ struct HandshakeGate: Sendable {
         return try await authenticator.identify(request.credential)
     }
 
-    /// The origin, then the per-IP handshake rate.
-    private func check(_ request: HandshakeRequest, ip: String) throws(ProtocolError) {
-        guard origins.allows(origin: request.origin, host: request.host) else {
-            throw ProtocolError.forbidden("origin \(request.origin ?? "") is not allowed to connect")
+    /// The origin (403), then, for a new connection from `ip`, the per-IP connections and
+    /// handshake rate (429), which a passed check counts. `ip` is nil for the upgrade of an
+    /// Engine.IO polling session, counted when it opened. The refusal, or nil.
+    func screen(origin: String?, host: String?, newConnectionFrom ip: String?) -> ProtocolError? {
+        guard origins.allows(origin: origin, host: host) else {
+            return ProtocolError.forbidden("origin \(origin ?? "") is not allowed to connect")
         }
-        if let refusal = limiter.admitHandshake(ip: ip) { throw refusal }
+        return ip.flatMap(limiter.admitHandshake)
+    }
+
+    private func check(_ request: HandshakeRequest, ip: String) throws(ProtocolError) {
+        if let refusal = screen(origin: request.origin, host: request.host, newConnectionFrom: ip) { throw refusal }
     }
 
     /// A WebSocket upgrade: `/v1/ws`, or Engine.IO at `/socket.io/` (whose credentials come
@@ -52,11 +58,8 @@ struct HandshakeGate: Sendable {
                     target: request.target, authorization: request.authorization, apiKey: request.apiKey, ip: ip,
                     isUpgrade: true, isGet: true
                 )
-                guard origins.allows(origin: request.origin, host: request.host) else {
-                    return .decided(.failure(.engineIO(.forbidden("origin \(request.origin ?? "") is not allowed to connect"))))
-                }
-                if handshake.sid == nil, let refusal = limiter.admitHandshake(ip: ip) {
-                    return .decided(.failure(.engineIO(.forbidden(refusal.message, status: 429))))
+                if let refusal = screen(origin: request.origin, host: request.host, newConnectionFrom: handshake.sid == nil ? ip : nil) {
+                    return .decided(.failure(.engineIO(.refused(refusal))))
                 }
                 return .decided(.success(Admission(kind: .socketIO(handshake), ip: ip)))
             } catch {

@@ -84,8 +84,10 @@ struct EngineIOError: Error, Equatable {
     static let badHandshakeMethod = EngineIOError(code: 2, message: "Bad handshake method")
     static let badRequest = EngineIOError(code: 3, message: "Bad request")
     static let unsupportedVersion = EngineIOError(code: 5, message: "Unsupported protocol version")
-    static func forbidden(_ message: String, status: Int = 403) -> EngineIOError {
-        EngineIOError(code: 4, message: message, status: status)
+    /// A handshake refused by the checks every connection passes: Engine.IO's code 4
+    /// ("Forbidden"), with the refusal's own status (403 origin, 429 limits).
+    static func refused(_ refusal: ProtocolError) -> EngineIOError {
+        EngineIOError(code: 4, message: refusal.message, status: refusal.code.httpStatus)
     }
 
     var httpStatus: Int { status ?? (code == 4 ? 403 : 400) }

@@ -9,7 +9,7 @@ import SwitchboardCore
 struct SocketIORoutes {
     typealias Context = SwitchboardRequestContext
     let server: SocketIOServer
-    let origins: OriginPolicy
+    let gate: HandshakeGate
 
     func register(on router: Router<Context>) {
         router.get("socket.io", use: get)
@@ -50,11 +50,8 @@ struct SocketIORoutes {
     /// A new long-polling session: the checks every long-lived connection passes (SPEC
     /// section 8: the same origin checks and limits as `/v1/ws`; credentials come with CONNECT).
     private func open(_ handshake: SocketIOHandshake, request: Request) -> Response {
-        guard origins.allows(origin: request.headers[.origin], host: request.head.authority) else {
-            return Self.response(.forbidden("origin \(request.headers[.origin] ?? "") is not allowed to connect"))
-        }
-        if let refusal = server.environment.limiter.admitHandshake(ip: handshake.ip) {
-            return Self.response(.forbidden(refusal.message, status: 429))
+        if let refusal = gate.screen(origin: request.headers[.origin], host: request.head.authority, newConnectionFrom: handshake.ip) {
+            return Self.response(.refused(refusal))
         }
         let session = server.open(handshake: handshake, webSocket: nil)
         return Self.text(session.openPacket(upgrades: ["websocket"]))
