@@ -55,8 +55,7 @@ struct HandshakeGate: Sendable {
         case "/socket.io/", "/socket.io":
             do {
                 let handshake = try SocketIOHandshake.parse(
-                    target: request.target, authorization: request.authorization, apiKey: request.apiKey, ip: ip,
-                    isUpgrade: true, isGet: true
+                    target: request.target, credential: request.credential, ip: ip, isUpgrade: true, isGet: true
                 )
                 if let refusal = screen(origin: request.origin, host: request.host, newConnectionFrom: handshake.sid == nil ? ip : nil) {
                     return .decided(.failure(.engineIO(.refused(refusal))))

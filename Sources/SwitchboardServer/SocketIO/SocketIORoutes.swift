@@ -20,8 +20,7 @@ struct SocketIORoutes {
 
     private func handshake(_ request: Request, context: Context) throws(EngineIOError) -> SocketIOHandshake {
         try SocketIOHandshake.parse(
-            target: request.uri.string, authorization: request.headers[.authorization],
-            apiKey: HTTPField.Name("X-API-Key").flatMap { request.headers[$0] }, ip: context.clientIP,
+            target: request.uri.string, credential: Credentials.from(request), ip: context.clientIP,
             isUpgrade: false, isGet: request.method == .get
         )
     }

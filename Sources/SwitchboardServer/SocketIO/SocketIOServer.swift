@@ -16,10 +16,11 @@ struct SocketIOHandshake: Sendable {
     /// Where the client connected from, for the log.
     var transport: String
 
-    /// Reads `EIO`, `transport`, `sid`, `?channels=` and the credential of a request to
-    /// `/socket.io/`; refuses what Engine.IO servers refuse, in their order.
+    /// Reads `EIO`, `transport`, `sid` and `?channels=` of a request to `/socket.io/`, whose
+    /// credential (`Credentials`) is read by the caller; refuses what Engine.IO servers
+    /// refuse, in their order.
     static func parse(
-        target: String, authorization: String?, apiKey: String?, ip: String, isUpgrade: Bool, isGet: Bool
+        target: String, credential: String?, ip: String, isUpgrade: Bool, isGet: Bool
     ) throws(EngineIOError) -> SocketIOHandshake {
         let transport = Credentials.queryParameter("transport", in: target)
         guard transport == "polling" || transport == "websocket" else { throw .transportUnknown }
@@ -33,7 +34,7 @@ struct SocketIOHandshake: Sendable {
         let channels = Credentials.queryParameter("channels", in: target)?.split(separator: ",").map(String.init) ?? []
         return SocketIOHandshake(
             sid: sid,
-            credential: Credentials.credential(authorization: authorization, apiKey: apiKey, target: target),
+            credential: credential,
             channels: channels, ip: ip, transport: transport!
         )
     }

@@ -13,8 +13,6 @@ struct HandshakeRequest: Sendable {
     var path: String
     /// The whole request target, query included.
     var target = ""
-    var authorization: String?
-    var apiKey: String?
     var origin: String?
     var host: String?
     var credential: String?

@@ -11,12 +11,9 @@ enum WebSocketHandshake {
     /// The request as the handshake's checks see it.
     static func request(_ head: RequestHead) -> HandshakeRequest {
         let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.target
-        let authorization = head.first("authorization")
-        let apiKey = head.first("x-api-key")
         return HandshakeRequest(
-            path: path, target: head.target, authorization: authorization, apiKey: apiKey,
-            origin: head.first("origin"), host: head.first("host"),
-            credential: Credentials.credential(authorization: authorization, apiKey: apiKey, target: head.target),
+            path: path, target: head.target, origin: head.first("origin"), host: head.first("host"),
+            credential: Credentials.credential(authorization: head.first("authorization"), apiKey: head.first("x-api-key"), target: head.target),
             forwardedFor: head.values("x-forwarded-for"), forwarded: head.values("forwarded")
         )
     }
