@@ -220,6 +220,57 @@ struct LifecycleTests {
         }
     }
 
+    @Test("SSE: every event's id, the subscribed ones too, is a safe place to resume: a stream cut after any event loses nothing")
+    func eventStreamResumeFromAnyEvent() async throws {
+        try await TestServer.with { server in
+            try await HTTP.with(server) { http in
+                let start = try RawEventStream(port: server.port, path: "/v1/sse?channels=chat:g1,chat:g2")
+                _ = start.next()  // chat:g1's subscribed event
+                let startID = try #require(start.next()?.id)  // chat:g2's: both channels at 0
+                start.close()
+                try await http.publish("chat:g1", "A")
+                try await http.publish("chat:g1", "B")
+                try await http.publish("chat:g2", "C")
+                // Resume from the start: two subscribed events and three missed messages.
+                let stream = try RawEventStream(port: server.port, path: "/v1/sse?channels=chat:g1,chat:g2", headers: ["Last-Event-ID": startID])
+                var events: [RawEventStream.Event] = []
+                while events.filter({ $0.event == "message" }).count < 3, let event = stream.next() { events.append(event) }
+                stream.close()
+                #expect(events.count == 5)
+                // No id runs ahead of what was delivered: a channel's offset in the ids never
+                // exceeds the last message of it sent so far, and never goes back.
+                var delivered: [String: Int64] = ["chat:g1": 0, "chat:g2": 0]
+                var previous: [String: Position] = [:]
+                for event in events {
+                    if event.event == "message", let json = event.json {
+                        delivered[json["channel"]!.stringValue!] = json["offset"]!.intValue!
+                    }
+                    let ids = PositionList.parse(try #require(event.id))
+                    #expect(Set(ids.keys) == ["chat:g1", "chat:g2"], "every channel with a position is in every id: \(event.id ?? "")")
+                    for (channel, position) in ids {
+                        #expect(position.offset == delivered[channel], "\(event.event ?? "") id \(event.id ?? "") ran ahead of \(delivered)")
+                        #expect(position.offset >= previous[channel]?.offset ?? 0)
+                    }
+                    previous = ids
+                }
+                // Cut after each event in turn and resume from its id: exactly what followed it.
+                let all = events.filter { $0.event == "message" }.map { $0.json!["data"]!.stringValue! }
+                for (index, event) in events.enumerated() {
+                    let after = events[(index + 1)...].filter { $0.event == "message" }.map { $0.json!["data"]!.stringValue! }
+                    let again = try RawEventStream(port: server.port, path: "/v1/sse?channels=chat:g1,chat:g2", headers: ["Last-Event-ID": event.id!])
+                    var got: [String] = []
+                    var subscribed: [RawEventStream.Event] = []
+                    while subscribed.count < 2 || got.count < after.count, let next = again.next(timeout: .seconds(3)) {
+                        if next.event == "subscribed" { subscribed.append(next) } else if next.event == "message" { got.append(next.json!["data"]!.stringValue!) }
+                    }
+                    again.close()
+                    #expect(subscribed.allSatisfy { $0.json?["recovered"] == true })
+                    #expect(got.sorted() == after.sorted(), "resumed after event \(index) of \(all)")
+                }
+            }
+        }
+    }
+
     @Test("SSE checks origin and credentials like the WebSocket handshake")
     func eventStreamRefusals() async throws {
         try await TestServer.with(configure: { SecurityTests.secured(&$0); $0.allowedOrigins = ["https://app.example.com"] }) { server in

@@ -81,6 +81,47 @@ struct SocketIOTests {
         }
     }
 
+    @Test("recovery of two channels: every replayed event's offset holds both, so a client dropped mid-replay recovers from it")
+    func recoveryFromTheMiddleOfAReplay() async throws {
+        try await TestServer.with(configure: { $0.socketIO = SocketIOSettings(channels: ["alpha", "beta"], recovery: true) }) { server in
+            let first = try await Self.engine(server)
+            first.sendText("40")
+            let pid = try #require(try JSONValue.parse(String(try await Self.next(first).dropFirst(2)))["pid"]?.stringValue)
+            _ = await first.close()
+            try await HTTP.with(server) { http in
+                for i in 1...3 { try await http.publish("alpha", .string("a\(i)")) }
+                for i in 1...3 { try await http.publish("beta", .string("b\(i)")) }
+            }
+            // The replay: alpha's three, then beta's three, then the CONNECT answer.
+            let second = try await Self.engine(server)
+            second.sendText("40" + JSONValue.object(["pid": .string(pid)]).serialized)
+            var replay: [(data: JSONValue, offset: String)] = []
+            for _ in 1...6 {
+                let event = try Self.event(try await Self.next(second))
+                replay.append((event.data, try #require(event.offset)))
+            }
+            #expect(replay.map(\.data) == ["a1", "a2", "a3", "b1", "b2", "b3"])
+            for event in replay {
+                #expect(Set(PositionList.parse(event.offset).keys) == ["alpha", "beta"], "\(event.offset)")
+            }
+            _ = await second.close()
+            // Dropped after alpha's second event: a3 and beta's three come again, and nothing else.
+            let third = try await Self.engine(server)
+            third.sendText("40" + JSONValue.object(["pid": .string(pid), "offset": .string(replay[1].offset)]).serialized)
+            var again: [JSONValue] = []
+            while true {
+                let packet = try await Self.next(third)
+                if packet.hasPrefix("40") {
+                    #expect(try JSONValue.parse(String(packet.dropFirst(2)))["pid"]?.stringValue == pid, "recovered")
+                    break
+                }
+                again.append(try Self.event(packet).data)
+            }
+            #expect(again == ["a3", "b1", "b2", "b3"])
+            _ = await third.close()
+        }
+    }
+
     @Test("a position too old (or from another database) is not recovered: a new pid, and live events from now")
     func recoveryRefused() async throws {
         try await TestServer.with(configure: { $0.socketIO = SocketIOSettings(channels: ["ticker"], recovery: true) }) { server in

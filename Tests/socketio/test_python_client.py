@@ -17,7 +17,7 @@ import requests
 import socketio
 import websocket
 
-from sio_support import API_KEY, JWT_SECRET, LIMITS, SUITE_CONFIG, EngineIO, Server, mint, unique
+from sio_support import API_KEY, JWT_SECRET, LIMITS, RS, SUITE_CONFIG, Closed, EngineIO, Server, mint, unique
 
 MODES = {
     "polling": (["polling"], "polling"),
@@ -569,6 +569,70 @@ def test_handshake_flood_from_one_address_gets_429(tmp_path):
         assert r.status_code == 200 and r.text.startswith("40{"), r.text
     finally:
         srv.stop()
+
+
+def _acks(frames: list) -> dict:
+    """{ack id: first argument} of the ACK packets `43<id>[…]` among `frames`."""
+    acks = {}
+    for frame in frames:
+        if isinstance(frame, str) and frame.startswith("43"):
+            digits = frame[2:frame.index("[")]
+            acks[int(digits)] = json.loads(frame[2 + len(digits):])[0]
+    return acks
+
+
+def test_event_flood_over_websocket_is_refused_through_acks_then_closed(server, eio):
+    """SPEC sections 5 and 8: `/v1/ws`'s command rate (100/s, burst 200 here). Each event
+    over it is acknowledged with a rate_limited error instead of being run; once another
+    burst has been refused in a row, the connection closes with 4129."""
+    ch = unique("chat:flood-")
+    sock, _ = eio.sio_ws()
+    for i in range(1, 301):
+        sock.send(f'42{i}["{ch}",{i}]')
+    frames = []
+    while len(_acks(frames)) < 300:
+        frames.append(sock.recv_skip_pings(timeout=5))
+    acks = _acks(frames)
+    refused = sorted(i for i, a in acks.items() if isinstance(a, dict) and "error" in a)
+    published = sorted(i for i, a in acks.items() if i not in refused)
+    assert refused and published, acks
+    assert all(acks[i]["error"]["code"] == "rate_limited" and acks[i]["error"]["temporary"] is True for i in refused), acks
+    assert all(set(acks[i]) == {"epoch", "offset"} for i in published), acks
+    # What was acknowledged as published is there, once each and in order; nothing else is
+    # (the channel keeps its last 200).
+    history = [m["data"] for m in server.history(ch, limit=1000)["messages"]]
+    assert history == published[-200:]
+    # A longer flood: refusals, then 4129.
+    with pytest.raises(Closed):
+        for i in range(301, 1001):
+            sock.send(f'42{i}["{ch}",{i}]')
+        while True:
+            sock.recv_skip_pings(timeout=5)
+    assert sock.close_code == 4129
+
+
+def test_event_flood_over_polling_is_refused_through_acks(server, eio):
+    """The same over long-polling: a POST of 300 events gets 300 acknowledgements, those
+    over the rate rate_limited, and the session goes on."""
+    ch = unique("chat:pflood-")
+    sid = eio.polling_session()
+    body = RS.join(f'42{i}["{ch}",{i}]' for i in range(1, 301))
+    r = eio.post(sid, body)
+    assert (r.status_code, r.text) == (200, "ok")
+    packets = []
+    while len(_acks(packets)) < 300:
+        packets += eio.poll_until(sid, lambda p: p.startswith("43"))
+    acks = _acks(packets)
+    refused = sorted(i for i, a in acks.items() if "error" in a)
+    assert refused and all(acks[i]["error"]["code"] == "rate_limited" for i in refused), acks
+    published = sorted(i for i in acks if i not in refused)
+    assert [m["data"] for m in server.history(ch, limit=1000)["messages"]] == published[-200:]
+    # Once the rate allows again, the same session publishes.
+    time.sleep(1.1)
+    assert eio.post(sid, f'42999["{ch}","after"]').status_code == 200
+    ack = _acks(eio.poll_until(sid, lambda p: p.startswith("43999")))[999]
+    assert set(ack) == {"epoch", "offset"}, ack
+    assert server.history(ch, limit=1)["messages"][0]["data"] == "after"
 
 
 def test_oversize_post(server, sio_client, eio):

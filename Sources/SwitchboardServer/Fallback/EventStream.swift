@@ -15,9 +15,14 @@ final class EventStream: SessionOutput {
     let queue: OutboundQueue
     private let positions = Mutex<[String: Position]>([:])
 
-    init(channels: [String], queueBytes: Int) {
+    /// `resume`: the positions the client brought (`Last-Event-ID`), which every id carries
+    /// until each channel moves on.
+    init(channels: [String], resume: [String: Position], queueBytes: Int) {
         self.channels = channels
         self.queue = OutboundQueue(limitBytes: queueBytes)
+        positions.withLock { p in
+            for channel in channels { p[channel] = resume[channel] }
+        }
     }
 
     func close(_ reason: CloseReason) {
@@ -42,9 +47,15 @@ final class EventStream: SessionOutput {
         queue.push(event)
     }
 
-    /// The `subscribed` event for one channel: its position and whether `Last-Event-ID` recovered it.
+    /// Where the client stands in `channel` as its subscription starts.
+    func subscribed(_ channel: String, at position: Position) {
+        _ = advance(channel, to: position)
+    }
+
+    /// The `subscribed` event for one channel: its position and whether `Last-Event-ID`
+    /// recovered it. Its id is what the client holds: the missed messages follow it.
     func subscribedEvent(channel: String, position: Position, recovered: Bool) -> ByteBuffer {
-        let id = advance(channel, to: position)
+        let id = positions.withLock { Self.eventID($0, order: channels) }
         let data: JSONValue = [
             "channel": .string(channel), "epoch": .string(position.epoch),
             "offset": .int(position.offset), "recovered": .bool(recovered),
@@ -95,15 +106,14 @@ struct EventStreamRoute {
             credential: Credentials.from(request)
         )
         let identity = try await gate.admit(handshake, ip: ip)
-        let stream = EventStream(channels: channels, queueBytes: configuration.limits.queueBytes)
-        let session = environment.makeSession(identity: identity, output: stream)
-        // Refused before the stream starts, with the status of the first channel refused.
-        for channel in channels { try session.access.check(.subscribe(presence: false), channel: channel) }
-
         // `Last-Event-ID` as EventSource sends it on a reconnect, or `last_event_id=` from a
         // client opening a new stream where it left off (EventSource cannot set the header).
         let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["last_event_id"].map(String.init)
         let resume = lastEventID.map { PositionList.parse($0) } ?? [:]
+        let stream = EventStream(channels: channels, resume: resume, queueBytes: configuration.limits.queueBytes)
+        let session = environment.makeSession(identity: identity, output: stream)
+        // Refused before the stream starts, with the status of the first channel refused.
+        for channel in channels { try session.access.check(.subscribe(presence: false), channel: channel) }
         stream.queue.push(ByteBuffer(string: "retry: 1000\n\n"))
         let streamChannels = channels
         let limiter = environment.limiter

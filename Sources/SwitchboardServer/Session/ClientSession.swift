@@ -117,7 +117,9 @@ final class ClientSession: Subscriber {
             subscription = try await node.subscribe(
                 self, channel: channel, since: since, member: member, wantsPresence: presence
             ) { position, recovered in
-                output.subscribed(channel, at: position)
+                // What the client holds now: `since` when the missed messages follow, else
+                // the channel's position (SPEC section 4: ids that resume gap-free).
+                output.subscribed(channel, at: recovered ? since ?? position : position)
                 reply?(position, recovered)
             }
         } catch {
@@ -209,14 +211,15 @@ protocol SessionOutput: AnyObject, Sendable {
     func waitForRoom() async
     /// The credentials now expire at this time (or never): close with 4101 then.
     func expires(atMillis: Int64?)
-    /// A subscription starts at `position`; its answer and the missed messages follow.
+    /// A subscription starts with the client at `position` (its `since` when the missed
+    /// messages follow, else the channel's position); its answer and those messages follow.
     func subscribed(_ channel: String, at position: Position)
     /// The client left `channel`.
     func unsubscribed(_ channel: String)
 }
 
 extension SessionOutput {
-    /// Only transports that report positions themselves (Socket.IO recovery) track them.
+    /// Only transports that report positions themselves (SSE ids, Socket.IO recovery) track them.
     func subscribed(_ channel: String, at position: Position) {}
     func unsubscribed(_ channel: String) {}
 }

@@ -55,6 +55,11 @@ final class SessionEnvironment: Sendable {
         return WebSocketHandler(settings: self, heartbeat: heartbeats(channel.eventLoop), deflate: deflate)
     }
 
+    /// The answer to a command over the rate (SPEC section 5), on every transport.
+    var commandRateRefusal: ProtocolError {
+        ProtocolError(.rateLimited, "more than \(commandsPerSecond) commands a second (burst \(commandBurst)); slow down")
+    }
+
     /// A new client session for a connection.
     func makeSession(identity: Identity, output: any SessionOutput) -> ClientSession {
         ClientSession(

@@ -37,6 +37,8 @@ final class EngineIOSession: DrainableConnection {
         var awaitingPong = false
         /// Packets over POST this second, for the command rate.
         var commands: TokenBucket
+        /// Packets refused over the rate since the last one taken: a further burst closes.
+        var refusedInARow = 0
         /// The session ends once the next GET has taken what is queued (a close packet).
         var endAfterNextPoll = false
     }
@@ -222,11 +224,22 @@ final class EngineIOSession: DrainableConnection {
             end(reason: "parse error: \(error)")
             return .badRequest
         }
+        let burst = server.environment.commandBurst
         for packet in packets {
-            guard state.withLock({ $0.commands.take() }) else {
-                server.environment.node.metrics.rateLimitedCommands.increment()
-                close(.rateLimited)
-                return nil
+            // As over a WebSocket (`WebSocketHandler`): a packet over the rate is refused,
+            // and once another burst has been refused in a row the session closes.
+            let refused = state.withLock { s -> Int in
+                if s.commands.take() {
+                    s.refusedInARow = 0
+                    return 0
+                }
+                s.refusedInARow += 1
+                return s.refusedInARow
+            }
+            if refused > 0 {
+                rateLimited(packet, closing: refused > burst)
+                if refused > burst { return nil }
+                continue
             }
             received(packet)
         }
@@ -342,10 +355,29 @@ final class EngineIOSession: DrainableConnection {
         if wasTransport { end(reason: "transport closed") }
     }
 
-    /// The WebSocket transport's command rate was passed.
-    func rateLimited(closing: Bool) {
+    /// A packet over the command rate (either transport): a Socket.IO packet is refused (an
+    /// event that asked for an acknowledgement gets a `rate_limited` one), anything else
+    /// (heartbeats, attachments, closes) is taken as usual; `closing` ends the session with 4129.
+    private func rateLimited(_ packet: EngineIOPacket, closing: Bool) {
         server.environment.node.metrics.rateLimitedCommands.increment()
-        if closing { close(.rateLimited) }
+        if closing {
+            close(.rateLimited)
+        } else if case .message(let text) = packet {
+            client.rateLimited(text)
+        } else {
+            received(packet)
+        }
+    }
+
+    /// A message of one of this session's WebSockets over the command rate: as over polling,
+    /// except that a probe's packets and invalid ones go the usual way.
+    func webSocket(_ socket: EngineIOWebSocket, rateLimited message: InboundMessage, closing: Bool) {
+        let isProbe = state.withLock { $0.probe === socket }
+        guard !isProbe, case .text(let text) = message, let packet = try? EngineIOPacket.parse(Substring(text)) else {
+            webSocket(socket, received: message)
+            return
+        }
+        rateLimited(packet, closing: closing)
     }
 
     // MARK: Ending

@@ -80,7 +80,7 @@ final class EngineIOWebSocket: WebSocketReceiver, Sendable {
     }
 
     func rateLimited(_ message: InboundMessage, closing: Bool) {
-        session?.rateLimited(closing: closing)
+        session?.webSocket(self, rateLimited: message, closing: closing)
     }
 
     func closing(_ reason: CloseReason) {

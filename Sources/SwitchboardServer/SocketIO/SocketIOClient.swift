@@ -63,6 +63,17 @@ import SwitchboardCore
         commands.add { await self.handle(packet) }
     }
 
+    /// A packet over the command rate (SPEC section 5, as on `/v1/ws`): an event that asked
+    /// for an acknowledgement gets a `rate_limited` one and runs nothing; any other packet
+    /// is no command and is taken as usual.
+    func rateLimited(_ text: String) {
+        guard let packet = try? SocketIOPacket.parse(text), packet.kind == .event else {
+            received(text)
+            return
+        }
+        if let id = packet.ackID { acknowledge(id, .failure(server.environment.commandRateRefusal)) }
+    }
+
     /// A binary attachment: binary events are refused (SPEC section 8: JSON only), but their
     /// attachments are read so that the connection goes on.
     func received(binary: [UInt8]) {
@@ -168,12 +179,16 @@ import SwitchboardCore
         let saved = (auth["offset"]?.stringValue).map { PositionList.parse($0) }
             ?? clientPID.map { PositionList.parse($0) } ?? [:]
         var recovered = clientPID != nil && !saved.isEmpty
+        // Every event's offset carries every channel: the ones not yet resubscribed keep
+        // their saved positions meanwhile, so that an offset from the replay resumes too.
+        state.withLock { $0.positions = saved }
         for channel in Set(saved.keys).union(unique).sorted() {
             do {
                 let subscription = try await session.subscribe(channel, since: saved[channel])
                 if saved[channel] == nil || !subscription.recovered { recovered = false }
             } catch {
                 recovered = false
+                state.withLock { _ = $0.positions.removeValue(forKey: channel) }
                 server.environment.logger.info("Socket.IO recovery could not subscribe", metadata: ["channel": "\(channel)", "error": "\(error)"])
             }
         }

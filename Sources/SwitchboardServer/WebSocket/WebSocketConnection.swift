@@ -130,9 +130,7 @@ final class WebSocketConnection: SessionOutput, WebSocketReceiver, DrainableConn
             close(.rateLimited)
             return
         }
-        let error = ProtocolError(
-            .rateLimited, "more than \(environment.commandsPerSecond) commands a second (burst \(environment.commandBurst)); slow down"
-        )
+        let error = environment.commandRateRefusal
         if case .text(let text) = message, let id = try? JSONValue.parse(text)["id"]?.intValue {
             send(ServerFrames.reply(id: id, error: error))
         } else {
