@@ -69,7 +69,8 @@ public struct SwitchboardServer: Sendable {
     /// The router: REST, fallbacks, operations and the web pages.
     public func makeRouter() -> Router<SwitchboardRequestContext> {
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode)
-        let router = Router(context: SwitchboardRequestContext.self)
+        // HEAD is answered wherever GET is, except where `refuseOtherMethods` says otherwise.
+        let router = Router(context: SwitchboardRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.middlewares.add(CORSMiddleware(origins: origins))
         router.middlewares.add(MetricsMiddleware(metrics: metrics))
         router.middlewares.add(ProblemMiddleware())

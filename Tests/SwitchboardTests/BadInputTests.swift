@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Testing
 import SwitchboardCore
 
@@ -91,6 +92,38 @@ struct BadInputTests {
                 // Nothing was published on the channels that were refused.
                 #expect(try await http.get("/v1/channels/news/messages").json["offset"] == 0)
                 #expect(try await http.get("/v1/collections/stocks/AAPL").json["version"] == 1)
+            }
+        }
+    }
+
+    @Test("REST: a method a resource does not serve is 405 with Allow; HEAD is answered where GET is, but not on streams")
+    func methodNotAllowed() async throws {
+        try await TestServer.with { server in
+            try await HTTP.with(server) { http in
+                let refused: [(HTTPRequest.Method, String, allow: String)] = [
+                    (.put, "/v1/channels/chat:x/messages", "GET, HEAD, POST"),
+                    (.delete, "/v1/channels", "GET, HEAD"),
+                    (.delete, "/v1/collections/stocks", "GET, HEAD, POST"),
+                    (.post, "/v1/collections/stocks/acme", "GET, HEAD, PUT, PATCH, DELETE"),
+                    (.put, "/healthz", "GET, HEAD"),
+                    (.post, "/v1/poll", "GET"),
+                ]
+                for (method, path, allow) in refused {
+                    try await expectProblem(http, status: 405, code: "method_not_allowed", mentioning: "\(method.rawValue) is not allowed") {
+                        let response = try await http.request(method, path, body: "{}")
+                        #expect(response.header("Allow") == allow, "\(method) \(path)")
+                        return response
+                    }
+                }
+                // A stream's GET has effects (a subscription, a wait): HEAD is not made from it.
+                for path in ["/v1/sse?channels=chat:x", "/v1/poll?channel=chat:x"] {
+                    let response = try await http.request(.head, path)
+                    #expect(response.status == 405 && response.header("Allow") == "GET", "HEAD \(path): \(response.status)")
+                }
+                #expect(try await http.request(.get, "/v1/nothing").status == 404)
+                for path in ["/healthz", "/v1/channels/chat:x/messages", "/v1/collections/stocks"] {
+                    #expect(try await http.request(.head, path).status == 200, "HEAD \(path)")
+                }
             }
         }
     }
