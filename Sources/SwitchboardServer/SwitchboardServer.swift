@@ -160,8 +160,10 @@ public struct SwitchboardServer: Sendable {
                 let shownHost = host.contains(":") ? "[\(host)]" : host
                 logger.info("listening on \(scheme)://\(shownHost):\(port)")
                 if mode {
+                    let reach = ServerConfiguration.isLoopback(host)
+                        ? "serving loopback only" : "serving \(shownHost) without auth (--insecure): anyone who reaches it may do everything"
                     logger.notice(
-                        "development mode: no SWITCHBOARD_API_KEY or SWITCHBOARD_JWT_SECRET is set, so every client may do everything; serving loopback only"
+                        "development mode: no SWITCHBOARD_API_KEY or SWITCHBOARD_JWT_SECRET is set, so every client may do everything; \(reach)"
                     )
                 }
                 await onRunning(port)
