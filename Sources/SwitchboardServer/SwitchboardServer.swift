@@ -47,7 +47,7 @@ public struct SwitchboardServer: Sendable {
         tls = try Self.tlsConfiguration(configuration)
         node = Node(
             store: backend.store, presence: backend.presence, registry: backend.registry,
-            namespaces: configuration.namespaces, metrics: metrics, logger: logger
+            namespaces: configuration.namespaces, metrics: metrics, maxMessageBytes: configuration.limits.messageBytes, logger: logger
         )
         sessions = SessionEnvironment(
             configuration: configuration, node: node, authenticator: authenticator, logger: logger, registry: OpenConnections(), limiter: limiter

@@ -96,6 +96,22 @@ struct BadInputTests {
         }
     }
 
+    @Test("REST: a published message over message_bytes is 413 and nothing is published, as over WebSocket")
+    func restMessageLimit() async throws {
+        try await TestServer.with(configure: { $0.limits.messageBytes = 1000 }) { server in
+            try await HTTP.with(server) { http in
+                let big = String(repeating: "x", count: 1200)
+                try await expectProblem(http, status: 413, code: "too_large", mentioning: "message_bytes") {
+                    try await http.post("/v1/channels/chat:big/messages", #"{"data": "\#(big)"}"#)
+                }
+                let history = try await http.get("/v1/channels/chat:big/messages").json
+                #expect(history["messages"]?.arrayValue?.isEmpty == true)
+                let fits = String(repeating: "x", count: 900)
+                #expect(try await http.post("/v1/channels/chat:big/messages", #"{"data": "\#(fits)"}"#).status == 201)
+            }
+        }
+    }
+
     @Test("REST: a method a resource does not serve is 405 with Allow; HEAD is answered where GET is, but not on streams")
     func methodNotAllowed() async throws {
         try await TestServer.with { server in

@@ -18,6 +18,8 @@ public final class Node: Sendable {
     public let namespaces: Namespaces
     public let metrics: ServerMetrics
     let delivery: Delivery
+    /// Largest message data, as JSON (`limits.message_bytes`, SPEC section 5), from any transport.
+    let maxMessageBytes: Int
     private let ids = RecordIDGenerator()
     /// Messages this node committed (publishes and change events), since its start.
     private let published = Atomic<UInt64>(0)
@@ -29,6 +31,7 @@ public final class Node: Sendable {
         hub: Hub = Hub(),
         namespaces: Namespaces,
         metrics: ServerMetrics = ServerMetrics(),
+        maxMessageBytes: Int = .max,
         logger: Logger = Logger(label: "switchboard")
     ) {
         self.store = store
@@ -37,6 +40,7 @@ public final class Node: Sendable {
         self.hub = hub
         self.namespaces = namespaces
         self.metrics = metrics
+        self.maxMessageBytes = maxMessageBytes
         self.delivery = Delivery(hub: hub, metrics: metrics, logger: logger)
         delivery.attach(to: store)
     }
@@ -62,9 +66,13 @@ public final class Node: Sendable {
         if let key = idempotencyKey, key.isEmpty || key.utf8.count > 200 {
             throw ProtocolError.badRequest("idempotency_key must be 1-200 bytes")
         }
+        let json = data.serialized
+        guard json.utf8.count <= maxMessageBytes else {
+            throw ProtocolError(.tooLarge, "the message's data is \(json.utf8.count) bytes as JSON; at most \(maxMessageBytes) (limits.message_bytes)")
+        }
         let result = try await metrics.timeStore {
             try await store.publish(
-                channel: channel, data: data.serialized, idempotencyKey: idempotencyKey, history: policy(forChannel: channel).history
+                channel: channel, data: json, idempotencyKey: idempotencyKey, history: policy(forChannel: channel).history
             )
         }
         if !result.duplicate { published.add(1, ordering: .relaxed) }
