@@ -69,11 +69,12 @@ public struct SwitchboardServer: Sendable {
     /// The router: REST, fallbacks, operations and the web pages.
     public func makeRouter() -> Router<SwitchboardRequestContext> {
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode)
-        // HEAD is answered wherever GET is, except where `refuseOtherMethods` says otherwise.
-        let router = Router(context: SwitchboardRequestContext.self, options: .autoGenerateHeadEndpoints)
+        let router = Router(context: SwitchboardRequestContext.self)
+        let methods = MethodNotAllowedMiddleware<SwitchboardRequestContext>.Table()
         router.middlewares.add(CORSMiddleware(origins: origins))
         router.middlewares.add(MetricsMiddleware(metrics: metrics))
         router.middlewares.add(ProblemMiddleware())
+        router.middlewares.add(MethodNotAllowedMiddleware(table: methods))
         if let web = Bundle.module.path(forResource: "Public", ofType: nil) {
             router.middlewares.add(FileMiddleware(web, searchForIndexHtml: true, logger: logger))
         }
@@ -85,6 +86,7 @@ public struct SwitchboardServer: Sendable {
             .register(on: router)
         LongPollRoute(node: node).register(on: router)
         SocketIORoutes(server: socketIO, gate: gate).register(on: router)
+        methods.routesRegistered(router.routes)
         return router
     }
 

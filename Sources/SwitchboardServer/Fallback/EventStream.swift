@@ -88,7 +88,6 @@ struct EventStreamRoute {
 
     func register(on router: Router<Context>) {
         router.get("v1/sse", use: open)
-        router.refuseOtherMethods(on: "v1/sse", allowing: [.get])
     }
 
     func open(_ request: Request, context: Context) async throws -> Response {

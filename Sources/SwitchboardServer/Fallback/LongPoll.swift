@@ -64,7 +64,6 @@ struct LongPollRoute {
 
     func register(on router: Router<Context>) {
         router.get("v1/poll", use: poll)
-        router.refuseOtherMethods(on: "v1/poll", allowing: [.get])
     }
 
     func poll(_ request: Request, context: Context) async throws -> Response {

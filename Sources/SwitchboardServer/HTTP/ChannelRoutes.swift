@@ -12,9 +12,6 @@ struct ChannelRoutes {
         router.post("v1/channels/:channel/messages", use: publish)
         router.get("v1/channels/:channel/messages", use: history)
         router.get("v1/channels/:channel/presence", use: presence)
-        router.refuseOtherMethods(on: "v1/channels", allowing: [.get, .head])
-        router.refuseOtherMethods(on: "v1/channels/:channel/messages", allowing: [.get, .head, .post])
-        router.refuseOtherMethods(on: "v1/channels/:channel/presence", allowing: [.get, .head])
     }
 
     func publish(_ request: Request, context: Context) async throws -> Response {

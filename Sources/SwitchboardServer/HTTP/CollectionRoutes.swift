@@ -18,8 +18,6 @@ struct CollectionRoutes {
         group.put(":collection/:id", use: put)
         group.patch(":collection/:id", use: patch)
         group.delete(":collection/:id", use: delete)
-        router.refuseOtherMethods(on: "v1/collections/:collection", allowing: [.get, .head, .post])
-        router.refuseOtherMethods(on: "v1/collections/:collection/:id", allowing: [.get, .head, .put, .patch, .delete])
     }
 
     // MARK: Handlers

@@ -1,16 +1,58 @@
 import HTTPTypes
 import Hummingbird
+import Synchronization
 
-extension Router {
-    /// The methods `path` does not serve answer 405 with `Allow` (RFC 9110 section 15.5.6)
-    /// instead of 404: the resource exists. Where HEAD is not listed, it is refused too
-    /// (streams and long-polls, whose GET has effects), not generated from GET.
-    func refuseOtherMethods(on path: RouterPath, allowing allowed: [HTTPRequest.Method]) {
-        let allow = allowed.map(\.rawValue).joined(separator: ", ")
-        for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete] where !allowed.contains(method) {
-            on(path, method: method) { request, _ -> Response in
-                throw HTTPError(.methodNotAllowed, headers: [.allow: allow], message: "\(request.method) is not allowed on \(request.uri.path); use \(allow)")
+/// A path that exists asked with a method it does not serve: 405 with `Allow` (RFC 9110
+/// section 15.5.6) instead of the router's 404. What each path serves is read from the
+/// router's own routes once they are all registered (`routesRegistered`), so this never
+/// disagrees with them. `/socket.io/` is left out: it answers in Engine.IO's terms.
+struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Filled after the routes are registered; the middleware must be added before them.
+    final class Table: Sendable {
+        fileprivate let routes = Mutex<[(path: [Substring], methods: [HTTPRequest.Method])]>([])
+
+        func routesRegistered(_ descriptions: [Router<Context>.RouteDescription]) {
+            var table: [(path: [Substring], methods: [HTTPRequest.Method])] = []
+            for route in descriptions {
+                let path = "\(route.path)".split(separator: "/")
+                if path.first == "socket.io" { continue }
+                if let index = table.firstIndex(where: { $0.path == path }) {
+                    table[index].methods.append(route.method)
+                } else {
+                    table.append((path, [route.method]))
+                }
             }
+            let order: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options]
+            for index in table.indices {
+                table[index].methods.sort { (order.firstIndex(of: $0) ?? order.count) < (order.firstIndex(of: $1) ?? order.count) }
+            }
+            routes.withLock { $0 = table }
+        }
+
+        /// The methods a request path is served with, or nil when no route has that path.
+        func methods(for path: String) -> [HTTPRequest.Method]? {
+            let parts = path.split(separator: "/")
+            return routes.withLock { table in
+                table.first { Self.matches($0.path, parts) }?.methods
+            }
+        }
+
+        private static func matches(_ pattern: [Substring], _ parts: [Substring]) -> Bool {
+            guard pattern.count == parts.count else { return false }
+            // Parameters print as `{name}` (or `:name`) and match any one segment.
+            return zip(pattern, parts).allSatisfy { $0.hasPrefix("{") || $0.hasPrefix(":") || $0 == "*" || $0 == $1 }
+        }
+    }
+
+    let table: Table
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && error.body == nil {
+            guard let methods = table.methods(for: request.uri.path), !methods.contains(request.method) else { throw error }
+            let allow = methods.map(\.rawValue).joined(separator: ", ")
+            throw HTTPError(.methodNotAllowed, headers: [.allow: allow], message: "\(request.method) is not allowed on \(request.uri.path); use \(allow)")
         }
     }
 }

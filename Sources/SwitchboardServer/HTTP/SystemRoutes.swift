@@ -42,10 +42,6 @@ struct SystemRoutes {
                 ],
             ])
         }
-        for path in ["healthz", "readyz", "metrics", "v1"] {
-            router.refuseOtherMethods(on: RouterPath(path), allowing: [.get, .head])
-        }
-        router.refuseOtherMethods(on: "v1/ws", allowing: [.get])
     }
 }
 

@@ -16,7 +16,6 @@ struct SocketIORoutes {
         router.post("socket.io", use: post)
         router.on("socket.io", method: .put, use: refuse)
         router.on("socket.io", method: .options, use: refuse)
-        router.on("socket.io", method: .head, use: refuse)  // Not a handshake.
     }
 
     private func handshake(_ request: Request, context: Context) throws(EngineIOError) -> SocketIOHandshake {
