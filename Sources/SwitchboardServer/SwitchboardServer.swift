@@ -71,11 +71,12 @@ public struct SwitchboardServer: Sendable {
         let origins = OriginPolicy(allowedOrigins: configuration.allowedOrigins, developmentMode: configuration.developmentMode)
         let router = Router(context: SwitchboardRequestContext.self)
         let methods = MethodNotAllowedMiddleware<SwitchboardRequestContext>.Table()
+        let web = Bundle.module.path(forResource: "Public", ofType: nil)
         router.middlewares.add(CORSMiddleware(origins: origins))
         router.middlewares.add(MetricsMiddleware(metrics: metrics))
         router.middlewares.add(ProblemMiddleware())
-        router.middlewares.add(MethodNotAllowedMiddleware(table: methods))
-        if let web = Bundle.module.path(forResource: "Public", ofType: nil) {
+        router.middlewares.add(MethodNotAllowedMiddleware(table: methods, files: web))
+        if let web {
             router.middlewares.add(FileMiddleware(web, searchForIndexHtml: true, logger: logger))
         }
         router.middlewares.add(AuthMiddleware(authenticator: authenticator, addresses: addresses))

@@ -124,6 +124,9 @@ struct BadInputTests {
                     (.put, "/healthz", "GET"),
                     (.post, "/v1/poll", "GET"),
                     (.post, "/v1/sse", "GET"),
+                    (.post, "/openapi.json", "GET, HEAD"),
+                    (.delete, "/", "GET, HEAD"),
+                    (.put, "/demo/chat.html", "GET, HEAD"),
                 ]
                 for (method, path, allow) in refused {
                     try await expectProblem(http, status: 405, code: "method_not_allowed", mentioning: "\(method.rawValue) is not allowed") {
@@ -138,6 +141,8 @@ struct BadInputTests {
                 #expect(try await http.request(.head, "/v1/collections/stocks/acme").status == 404)  // served: no such record
                 #expect(try await http.request(.get, "/v1/nothing").status == 404)
                 #expect(try await http.request(.put, "/v1/channels/chat:x/messages/extra").status == 404)
+                #expect(try await http.request(.post, "/no-such-page.html").status == 404)
+                #expect(try await http.request(.post, "/../Package.swift").status == 404)
             }
         }
     }

@@ -143,6 +143,8 @@ struct EventStreamRoute {
                                     stream.queue.push(stream.subscribedEvent(channel: channel, position: position, recovered: recovered))
                                 }
                             }
+                        } catch is CancellationError {
+                            // The client went away while its channels were being subscribed.
                         } catch {
                             logger.error("SSE subscribe failed", metadata: ["error": "\(error)"])
                             stream.close(.internalError("the server could not subscribe this stream"))

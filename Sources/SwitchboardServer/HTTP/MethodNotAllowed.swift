@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Synchronization
@@ -5,7 +6,8 @@ import Synchronization
 /// A path that exists asked with a method it does not serve: 405 with `Allow` (RFC 9110
 /// section 15.5.6) instead of the router's 404. What each path serves is read from the
 /// router's own routes once they are all registered (`routesRegistered`), so this never
-/// disagrees with them. `/socket.io/` is left out: it answers in Engine.IO's terms.
+/// disagrees with them. The web pages' files (`Public/`) are served with GET and HEAD.
+/// `/socket.io/` is left out: it answers in Engine.IO's terms.
 struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Filled after the routes are registered; the middleware must be added before them.
     final class Table: Sendable {
@@ -45,14 +47,27 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     let table: Table
+    /// The web pages' directory, whose files `FileMiddleware` serves.
+    let files: String?
+
+    /// A file (or a directory with an `index.html`) under `files`.
+    private func isFile(_ path: String) -> Bool {
+        guard let files, !path.contains("..") else { return false }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: files + path, isDirectory: &isDirectory) else { return false }
+        return !isDirectory.boolValue || FileManager.default.fileExists(atPath: files + path + "/index.html")
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound && error.body == nil {
-            guard let methods = table.methods(for: request.uri.path), !methods.contains(request.method) else { throw error }
+            let path = request.uri.path
+            guard let methods = table.methods(for: path) ?? (isFile(path) ? [.get, .head] : nil), !methods.contains(request.method) else {
+                throw error
+            }
             let allow = methods.map(\.rawValue).joined(separator: ", ")
-            throw HTTPError(.methodNotAllowed, headers: [.allow: allow], message: "\(request.method) is not allowed on \(request.uri.path); use \(allow)")
+            throw HTTPError(.methodNotAllowed, headers: [.allow: allow], message: "\(request.method) is not allowed on \(path); use \(allow)")
         }
     }
 }
