@@ -25,17 +25,28 @@ struct CLITests {
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let err = Pipe()
-        let out = Pipe()
-        process.standardError = err
-        process.standardOutput = out
+        // Files, not pipes: a child writing more than a pipe holds would wait for a reader
+        // that only reads after it exits.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sb-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let errURL = dir.appendingPathComponent("stderr")
+        let outURL = dir.appendingPathComponent("stdout")
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
         try process.run()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning { process.terminate() }
+        if process.isRunning {
+            process.terminate()
+            try await Task.sleep(for: .seconds(2))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         process.waitUntilExit()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let text = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        let output = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
         return Result(status: process.terminationStatus, stderr: text, stdout: output)
     }
 
@@ -95,12 +106,15 @@ struct CLITests {
         process.arguments = ["serve", "--port", "0", "--database", "sqlite:\(dir.path)/db.sqlite"]
         let err = Pipe()
         process.standardError = err
+        // Read as it comes, never blocking: a silent server must fail the test, not hang it.
+        let reader = LineReader(err.fileHandleForReading)
         try process.run()
         defer { if process.isRunning { process.terminate() } }
         var log = ""
         let deadline = ContinuousClock.now + .seconds(20)
         while !log.contains("development mode") && ContinuousClock.now < deadline {
-            log += String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
+            try await Task.sleep(for: .milliseconds(20))
+            log = reader.text()
         }
         let match = log.range(of: #"http://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
         #expect(match != nil, "log: \(log)")
@@ -242,6 +256,11 @@ final class LineReader: @unchecked Sendable {
             }
             self.lock.unlock()
         }
+    }
+
+    /// Everything read so far.
+    func text() -> String {
+        lock.withLock { (all + [buffer]).joined(separator: "\n") }
     }
 
     /// All lines so far, once there are at least `count` (waits up to 20 s).

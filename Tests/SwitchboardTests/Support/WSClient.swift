@@ -79,11 +79,21 @@ final class WSClient: Sendable {
 
     func close() async -> UInt16? {
         outgoing.yield(.close)
-        return await task.value
+        return await closeCode()
     }
 
-    /// Waits for the connection to end and returns the server's close code.
-    func closeCode() async -> UInt16? { await task.value }
+    /// Waits for the connection to end and returns the server's close code; after
+    /// `timeout`, drops the connection (nil), so that a server that never closes fails the
+    /// test instead of hanging the suite.
+    func closeCode(within timeout: Duration = .seconds(30)) async -> UInt16? {
+        let task = self.task
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            task.cancel()
+        }
+        defer { timer.cancel() }
+        return await task.value
+    }
 
     /// The next text frame as it came (for protocols other than `/v1/ws`); nil once closed.
     func nextText(timeout: Duration = .seconds(10)) async throws -> String? {
