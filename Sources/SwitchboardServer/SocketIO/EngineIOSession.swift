@@ -35,10 +35,8 @@ final class EngineIOSession: DrainableConnection {
         var posting = false
         /// A ping went out and no pong (or other packet) came back yet.
         var awaitingPong = false
-        /// Packets over POST this second, for the command rate.
-        var commands: TokenBucket
-        /// Packets refused over the rate since the last one taken: a further burst closes.
-        var refusedInARow = 0
+        /// The command rate of the packets that come over POST.
+        var commands: CommandRate
         /// The session ends once the next GET has taken what is queued (a close packet).
         var endAfterNextPoll = false
     }
@@ -63,7 +61,7 @@ final class EngineIOSession: DrainableConnection {
         let limits = server.environment
         state = Mutex(State(
             transport: webSocket.map { .webSocket($0) } ?? .polling,
-            commands: TokenBucket(rate: limits.commandsPerSecond, burst: limits.commandBurst)
+            commands: CommandRate(perSecond: limits.commandsPerSecond, burst: limits.commandBurst)
         ))
         let client = SocketIOClient(engine: self, handshake: handshake)
         clientBox.withLock { $0 = client }
@@ -224,24 +222,14 @@ final class EngineIOSession: DrainableConnection {
             end(reason: "parse error: \(error)")
             return .badRequest
         }
-        let burst = server.environment.commandBurst
         for packet in packets {
-            // As over a WebSocket (`WebSocketHandler`): a packet over the rate is refused,
-            // and once another burst has been refused in a row the session closes.
-            let refused = state.withLock { s -> Int in
-                if s.commands.take() {
-                    s.refusedInARow = 0
-                    return 0
-                }
-                s.refusedInARow += 1
-                return s.refusedInARow
+            switch state.withLock({ $0.commands.admit() }) {
+            case .run: received(packet)
+            case .refuse: rateLimited(packet, closing: false)
+            case .close:
+                rateLimited(packet, closing: true)
+                return nil
             }
-            if refused > 0 {
-                rateLimited(packet, closing: refused > burst)
-                if refused > burst { return nil }
-                continue
-            }
-            received(packet)
         }
         return nil
     }

@@ -63,8 +63,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var partial: Partial?
     private var awaitingPong = false
     private var expiry: Scheduled<Void>?
-    private var commands: TokenBucket
-    private var refusedInARow = 0
+    private var commands: CommandRate
     /// Waiting for the channel to be writable again (catch-up pacing).
     private var writableWaiters: [() -> Void] = []
 
@@ -78,7 +77,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         self.settings = settings
         self.heartbeat = heartbeat
         self.deflate = deflate
-        self.commands = TokenBucket(rate: settings.commandsPerSecond, burst: settings.commandBurst)
+        self.commands = CommandRate(perSecond: settings.commandsPerSecond, burst: settings.commandBurst)
     }
 
     var ref: Ref { Ref(handler: self) }
@@ -328,12 +327,10 @@ final class WebSocketHandler: ChannelInboundHandler {
     /// answer, and 4129 once another burst has been refused in a row.
     private func received(_ message: InboundMessage) {
         guard !closeSent, let session else { return }
-        guard commands.take() else {
-            refusedInARow += 1
-            session.rateLimited(message, closing: refusedInARow > settings.commandBurst)
-            return
+        switch commands.admit() {
+        case .run: session.received(message)
+        case .refuse: session.rateLimited(message, closing: false)
+        case .close: session.rateLimited(message, closing: true)
         }
-        refusedInARow = 0
-        session.received(message)
     }
 }
